@@ -1,0 +1,76 @@
+"""Reading DICOM files without leaking parser errors, and replacing files atomically."""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import FileDataset
+from pydicom.errors import InvalidDicomError
+
+# Values larger than this are left on disk until something asks for them, so reading a header
+# never pulls a huge (or hostile, over-long) element into memory.
+DEFER_SIZE = "1 MB"
+
+
+class DicomFileError(Exception):
+    """A file that cannot be read as DICOM; the message says which file and why."""
+
+
+def read_dataset(path: Path | str, *, with_pixels: bool = False) -> FileDataset:
+    """Read a DICOM Part 10 file, turning every parser failure into :class:`DicomFileError`.
+
+    Without ``with_pixels`` reading stops before the pixel data, which is what header work
+    needs and keeps large images cheap.
+    """
+    path = Path(path)
+    try:
+        return pydicom.dcmread(
+            path,
+            stop_before_pixels=not with_pixels,
+            defer_size=None if with_pixels else DEFER_SIZE,
+        )
+    except InvalidDicomError:
+        raise DicomFileError(
+            f"{path}: not a DICOM file (no 'DICM' prefix after the preamble)"
+        ) from None
+    except IsADirectoryError:
+        raise DicomFileError(f"{path}: is a folder, not a file") from None
+    except FileNotFoundError:
+        raise DicomFileError(f"{path}: no such file") from None
+    except OSError as error:
+        raise DicomFileError(f"{path}: cannot read: {error.strerror or error}") from None
+    # pydicom reports truncated or malformed encodings as any of these.
+    except (EOFError, ValueError, struct.error, KeyError, TypeError, OverflowError) as error:
+        raise DicomFileError(f"{path}: malformed DICOM: {error}") from None
+
+
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then move it into place durably.
+
+    Readers see either the old file or the complete new one, never a partial write.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    # mkstemp makes the file private; the result should have the old file's mode, or the usual.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    temporary.chmod(mode)
+    try:
+        write(temporary)
+        with temporary.open("rb+") as written:
+            os.fsync(written.fileno())
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,269 @@
+"""DICOM tags: every element of a file as text, one value, and validated edits.
+
+Values are decoded with the file's Specific Character Set. Pixel data and other bulk data
+(binary values over :data:`BULK_DATA_MIN_LENGTH` bytes) are left out of listings, and edits
+never touch the pixel data or the transfer syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import config
+from pydicom.datadict import dictionary_keyword, dictionary_VM, dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import validate_value
+
+from shared.dicom.files import DicomFileError, read_dataset, replace_atomically
+
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+BULK_DATA_MIN_LENGTH = 1024
+# Image Pixel attributes that describe how the pixel data is laid out: editing one would make
+# the untouched pixel data unreadable.
+PIXEL_LAYOUT_TAGS = frozenset(
+    Tag(keyword)
+    for keyword in (
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "PlanarConfiguration",
+        "NumberOfFrames",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+    )
+)
+_INTEGER_VRS = frozenset({"US", "UL", "SS", "SL", "UV", "SV"})
+_FLOAT_VRS = frozenset({"FL", "FD"})
+_SINGLE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})  # may hold a backslash; never multi-valued
+_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_TAG_TEXT = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
+
+
+class TagError(Exception):
+    """A tag that is absent, unknown, not editable, or given a value its VR does not allow."""
+
+
+@dataclass(frozen=True)
+class DataElementText:
+    """One data element as text; ``depth`` counts the sequences it sits in."""
+
+    tag: str
+    keyword: str
+    vr: str
+    value: str
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """Set ``tag`` to ``value`` (backslash separates multiple values), or remove it when None.
+
+    ``vr`` is needed only for private or unknown tags that the file does not have yet.
+    """
+
+    tag: BaseTag
+    value: str | None
+    vr: str | None = None
+
+
+def parse_tag(text: str) -> BaseTag:
+    """A tag from a keyword (``PatientName``) or a number (``0010,0010``, ``(0010,0010)``)."""
+    text = text.strip()
+    number = _TAG_TEXT.match(text) or re.match(r"^([0-9A-Fa-f]{4})([0-9A-Fa-f]{4})$", text)
+    if number:
+        return Tag(int(number[1], 16), int(number[2], 16))
+    found = tag_for_keyword(text)
+    if found is None:
+        raise TagError(f"unknown tag {text!r}: give a DICOM keyword or GGGG,EEEE")
+    return Tag(found)
+
+
+def load_tags(path: Path | str) -> list[DataElementText]:
+    """Every data element of the file, file meta information first, sequences expanded."""
+    dataset = _read(path)
+    elements = list(_describe(dataset.file_meta, 0))
+    elements.extend(_describe(dataset, 0))
+    return elements
+
+
+def get_tag(source: Path | str | Dataset, group: int, element: int) -> DataElementText:
+    """The top-level element ``(group,element)``; :class:`TagError` when the file lacks it."""
+    dataset = source if isinstance(source, Dataset) else _read(source)
+    tag = Tag(group, element)
+    holder = dataset.file_meta if tag.group == 0x0002 else dataset
+    if tag not in holder:
+        raise TagError(f"{_name(tag)} is not in the file")
+    return _text(holder, tag, 0)
+
+
+def get_tag_by_keyword(source: Path | str | Dataset, keyword: str) -> DataElementText:
+    """The top-level element named by its DICOM keyword, e.g. ``PatientName``."""
+    tag = parse_tag(keyword)
+    return get_tag(source, tag.group, tag.element)
+
+
+def write_tags(
+    path: Path | str, changes: Iterable[TagChange], out: Path | str | None = None
+) -> Path:
+    """Apply ``changes`` and write the result atomically to ``out`` (default: in place).
+
+    The pixel data and the transfer syntax are written back exactly as read.
+    """
+    source = Path(path)
+    target = Path(out) if out is not None else source
+    dataset = read_dataset(source, with_pixels=True)
+    # Decode every value now, so a change of character set re-encodes all of them on write.
+    for _ in dataset.iterall():
+        pass
+    for change in changes:
+        _apply(dataset, change)
+    with _strict_writing():
+        try:
+            replace_atomically(target, lambda temporary: dataset.save_as(temporary))
+        except (UnicodeError, ValueError) as error:
+            raise TagError(f"cannot write {target}: {error}") from None
+    return target
+
+
+def _read(path: Path | str) -> Dataset:
+    try:
+        return read_dataset(path)
+    except DicomFileError as error:
+        raise TagError(str(error)) from None
+
+
+def _describe(dataset: Dataset, depth: int) -> Iterator[DataElementText]:
+    for raw in dataset.elements():
+        tag = Tag(raw.tag)
+        if tag.group == 0x7FE0 or (raw.VR in BINARY_VRS and _length(raw) > BULK_DATA_MIN_LENGTH):
+            continue
+        described = _text(dataset, tag, depth)
+        yield described
+        value = dataset[tag].value if described.vr == "SQ" else None
+        if isinstance(value, Sequence):
+            for item in value:
+                yield from _describe(item, depth + 1)
+
+
+def _length(element: DataElement | RawDataElement) -> int:
+    if isinstance(element, RawDataElement):
+        return int(element.length or 0)  # known without reading a deferred value
+    return len(element.value) if isinstance(element.value, bytes) else 0
+
+
+def _text(dataset: Dataset, tag: BaseTag, depth: int) -> DataElementText:
+    keyword = dictionary_keyword(tag) if not tag.is_private else ""
+    try:
+        element = dataset[tag]
+    except Exception as error:  # a hostile value must not end the whole listing
+        return DataElementText(str(tag), keyword, "??", f"<unreadable: {error}>", depth)
+    return DataElementText(
+        str(tag), element.keyword or keyword, element.VR, _value_text(element), depth
+    )
+
+
+def _value_text(element: DataElement) -> str:
+    value = element.value
+    if element.VR == "SQ":
+        return f"<{len(value)} item{'s' if len(value) != 1 else ''}>"
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        if element.VR in BINARY_VRS:
+            return value.hex(" ")
+        return value.decode("ascii", errors="replace")
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(part) for part in value)
+    return str(value)
+
+
+def _apply(dataset: Dataset, change: TagChange) -> None:
+    tag, name = change.tag, _name(change.tag)
+    if tag.group == 0x0002:
+        raise TagError(f"{name} is file meta information; the transfer syntax is not editable")
+    if tag.group == 0x7FE0 or tag in PIXEL_LAYOUT_TAGS:
+        raise TagError(f"{name} describes the pixel data and is not editable")
+    if change.value is None:
+        if tag not in dataset:
+            raise TagError(f"cannot remove {name}: it is not in the file")
+        del dataset[tag]
+        return
+    vr = _vr_for(dataset, change)
+    value = _typed_value(tag, vr, change.value)
+    if vr in _TEXT_VRS and not change.value.isascii() and "SpecificCharacterSet" not in dataset:
+        # The default repertoire is ASCII, so every existing value is valid UTF-8 as well.
+        dataset.SpecificCharacterSet = "ISO_IR 192"
+    dataset[tag] = DataElement(tag, vr, value)
+
+
+def _vr_for(dataset: Dataset, change: TagChange) -> str:
+    name = _name(change.tag)
+    if change.vr is not None:
+        vr = change.vr.upper()
+    elif change.tag in dataset:
+        vr = str(dataset[change.tag].VR)
+    else:
+        try:
+            vr = dictionary_VR(change.tag)
+        except KeyError:
+            raise TagError(f"{name} is not in the DICOM dictionary: give its VR") from None
+    if vr == "SQ":
+        raise TagError(f"{name} is a sequence and cannot be set from text")
+    if vr in BINARY_VRS:
+        raise TagError(f"{name} holds binary data ({vr}) and cannot be set from text")
+    if " or " in vr or len(vr) != 2:
+        raise TagError(f"{name} has VR {vr!r}: give one VR explicitly")
+    return vr
+
+
+def _typed_value(tag: BaseTag, vr: str, text: str) -> Any:
+    name = _name(tag)
+    parts = [text] if vr in _SINGLE_TEXT_VRS else text.split("\\")
+    try:
+        multiplicity = dictionary_VM(tag)
+    except KeyError:
+        multiplicity = "1-n"
+    if multiplicity == "1" and len(parts) > 1:
+        raise TagError(f"{name} takes one value, got {len(parts)}")
+    values: list[Any] = []
+    for part in parts:
+        try:
+            if vr in _INTEGER_VRS:
+                values.append(int(part))
+            elif vr in _FLOAT_VRS:
+                values.append(float(part))
+            elif vr == "AT":
+                values.append(parse_tag(part))
+            else:
+                values.append(part)
+            validate_value(vr, values[-1], config.RAISE)
+        except (ValueError, TagError) as error:
+            raise TagError(f"invalid value {part!r} for {name} (VR {vr}): {error}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _name(tag: BaseTag) -> str:
+    keyword = "" if tag.is_private else dictionary_keyword(tag)
+    return f"{tag} {keyword}".strip()
+
+
+class _strict_writing:
+    """Make pydicom refuse, rather than replace, characters the character set cannot encode."""
+
+    def __enter__(self) -> None:
+        self._previous = config.settings.writing_validation_mode
+        config.settings.writing_validation_mode = config.RAISE
+
+    def __exit__(self, *exc: object) -> None:
+        config.settings.writing_validation_mode = self._previous
