@@ -1,0 +1,44 @@
+"""The ``store-server`` console command: one subcommand per module in this package.
+
+Each module exposes ``register(commands)``, which adds its subcommands and sets ``handler``
+(a function taking the parsed arguments and returning the exit code) on each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from services.cli import database, server
+from shared.settings import SettingsError
+
+COMMAND_MODULES: tuple[ModuleType, ...] = (server, database)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="store-server",
+        description="DICOM store server and toolkit.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        exit_code: int = args.handler(args)
+    except SettingsError as error:
+        print(f"store-server {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Flags shared by the subcommands, and the settings they build."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings, load_settings
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
+    """``--config``, ``--data-dir``, ``--bus``, ``--database``; with ``server``, the listener's."""
+    group = parser.add_argument_group("settings (flags > STORE_SERVER_* environment > --config)")
+    group.add_argument("--config", type=Path, help="TOML settings file")
+    group.add_argument("--data-dir", type=Path, help="data directory (default: ./data)")
+    group.add_argument("--bus", metavar="URL", help="memory:// (default) or amqp://user:pw@host/")
+    group.add_argument(
+        "--database", metavar="URL", help="sqlite:///path (default) or postgresql://..."
+    )
+    group.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    if server:
+        group.add_argument("--port", type=int, help="DICOM port (default 11112)")
+        group.add_argument("--ae-title", help="our AE title (default STORE_SERVER)")
+        group.add_argument("--host", help="bind address (default 0.0.0.0)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings for this invocation: flags given on the command line win."""
+    overrides: dict[str, Any] = {}
+    receiver: dict[str, Any] = {}
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = args.data_dir
+    if getattr(args, "bus", None) is not None:
+        overrides["bus"] = {"url": args.bus}
+    if getattr(args, "database", None) is not None:
+        overrides["database"] = {"url": args.database}
+    if getattr(args, "log_level", None) is not None:
+        overrides["log"] = {"level": args.log_level}
+    for flag, field in (("port", "port"), ("ae_title", "ae_title"), ("host", "host")):
+        if getattr(args, flag, None) is not None:
+            receiver[field] = getattr(args, flag)
+    if receiver:
+        overrides["receiver"] = receiver
+    return load_settings(getattr(args, "config", None), overrides)

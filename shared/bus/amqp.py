@@ -1,0 +1,278 @@
+"""The RabbitMQ bus (aio-pika): durable topology, persistent messages, confirms, manual acks.
+
+Per consumer role ``R`` under exchange ``X``:
+
+- ``X`` (durable topic exchange) routes each message kind to the queues bound to it;
+- ``X.R`` (quorum queue) holds deliveries for the role's workers; a delivery that keeps
+  crashing its consumer before the ack is dead-lettered by the broker after
+  ``BROKER_DELIVERY_LIMIT`` deliveries;
+- ``X.R.retry`` (classic durable queue, no consumer) holds a retried message for its backoff
+  (per-message expiry), after which the broker dead-letters it back into ``X.R``;
+- ``X.R.dead`` (quorum queue, no consumer) keeps what was given up on, with the reason in the
+  headers, for an operator.
+
+Queue arguments are constants, not settings: RabbitMQ refuses to re-declare a queue with other
+arguments, and every process declares the whole topology.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared.bus.base import (
+    TOPOLOGY,
+    DeadLetter,
+    Handler,
+    PublishError,
+    backoff_seconds,
+    consumer_for,
+)
+from shared.bus.dispatch import Action, dispatch
+from shared.log import get_logger
+from shared.messages import Message
+from shared.settings import BusSettings
+
+log = get_logger(__name__)
+
+BROKER_DELIVERY_LIMIT = 20
+ATTEMPT_HEADER = "x-store-server-attempt"
+REASON_HEADER = "x-store-server-reason"
+ROUTING_KEY_HEADER = "x-store-server-routing-key"
+
+
+class AmqpBus:
+    """The bus between processes, on RabbitMQ."""
+
+    def __init__(self, settings: BusSettings) -> None:
+        self._settings = settings
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._consumers: list[tuple[AbstractChannel, AbstractQueue, str]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    @property
+    def durable(self) -> bool:
+        return True
+
+    def queue_name(self, role: str) -> str:
+        return f"{self._settings.exchange}.{role}"
+
+    async def start(self) -> None:
+        self._connection = await self._connect()
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._exchange = await self._channel.declare_exchange(
+            self._settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        for consumer in TOPOLOGY:
+            await self._declare_queues(self._channel, consumer.role)
+            queue = await self._channel.get_queue(self.queue_name(consumer.role), ensure=False)
+            for routing_key in consumer.routing_keys:
+                await queue.bind(self._exchange, routing_key)
+
+    async def _connect(self) -> AbstractRobustConnection:
+        """Wait for the broker a bounded time, logging each failed try."""
+        deadline = asyncio.get_running_loop().time() + self._settings.connect_timeout
+        delay = 0.5
+        while True:
+            try:
+                return await aio_pika.connect_robust(self._settings.url, timeout=10)
+            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise ConnectionError(
+                        f"bus.url: cannot reach the broker within "
+                        f"{self._settings.connect_timeout:.0f}s: {error}"
+                    ) from error
+                log.warning("bus.connect_retry", error=str(error), retry_in=delay)
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 10.0)
+
+    async def _declare_queues(self, channel: AbstractChannel, role: str) -> AbstractQueue:
+        name = self.queue_name(role)
+        await channel.declare_queue(
+            f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await channel.declare_queue(
+            f"{name}.retry",
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": name},
+        )
+        return await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": BROKER_DELIVERY_LIMIT,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": f"{name}.dead",
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
+    async def publish(self, message: Message) -> None:
+        await self.publish_raw(message.kind, message.to_bytes())
+
+    async def publish_raw(self, routing_key: str, body: bytes) -> None:
+        if self._exchange is None:
+            raise PublishError("the bus is not connected")
+        await self._confirmed(
+            self._exchange,
+            routing_key,
+            aio_pika.Message(
+                body,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+                type=routing_key,
+            ),
+        )
+
+    async def _confirmed(
+        self, exchange: AbstractExchange, routing_key: str, message: aio_pika.Message
+    ) -> None:
+        try:
+            await exchange.publish(
+                message,
+                routing_key,
+                mandatory=True,
+                timeout=self._settings.publish_timeout,
+            )
+        # Whatever stood between us and the broker's ack (a return, a nack, a closed channel,
+        # a reconnect in progress, a timeout), the message is not known to be published.
+        except (TimeoutError, aiormq.exceptions.AMQPError, RuntimeError, OSError) as e:
+            raise PublishError(f"{routing_key}: not confirmed: {type(e).__name__}: {e}") from e
+
+    async def consume(self, role: str, handler: Handler, *, prefetch: int | None = None) -> None:
+        consumer_for(role)
+        if self._connection is None:
+            raise RuntimeError("start() the bus before consuming")
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=prefetch or self._settings.prefetch)
+        queue = await self._declare_queues(channel, role)
+
+        async def on_message(incoming: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.add(task)
+            try:
+                await self._deliver(channel, role, handler, incoming)
+            finally:
+                if task is not None:
+                    self._in_flight.discard(task)
+
+        tag = await queue.consume(on_message, no_ack=False)
+        self._consumers.append((channel, queue, tag))
+
+    async def _deliver(
+        self,
+        channel: AbstractChannel,
+        role: str,
+        handler: Handler,
+        incoming: AbstractIncomingMessage,
+    ) -> None:
+        headers = incoming.headers or {}
+        attempt = int(str(headers.get(ATTEMPT_HEADER, 1)))
+        routing_key = str(headers.get(ROUTING_KEY_HEADER, incoming.routing_key or ""))
+        verdict = await dispatch(
+            handler,
+            role=role,
+            routing_key=routing_key,
+            body=incoming.body,
+            attempt=attempt,
+            max_attempts=self._settings.max_attempts,
+        )
+        if verdict.action is not Action.ACK:
+            name = self.queue_name(role)
+            delay = backoff_seconds(
+                attempt, self._settings.retry_backoff, self._settings.retry_backoff_max
+            )
+            retry = verdict.action is Action.RETRY
+            forward = aio_pika.Message(
+                incoming.body,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type=incoming.content_type,
+                type=routing_key,
+                expiration=delay if retry else None,
+                headers={
+                    ATTEMPT_HEADER: attempt + 1 if retry else attempt,
+                    ROUTING_KEY_HEADER: routing_key,
+                    REASON_HEADER: verdict.reason[:2000],
+                },
+            )
+            target = f"{name}.retry" if retry else f"{name}.dead"
+            try:
+                await self._confirmed(channel.default_exchange, target, forward)
+            except PublishError as error:
+                # Not acked: the broker delivers it again, nothing is lost.
+                log.error("bus.forward_failed", role=role, target=target, error=str(error))
+                await incoming.nack(requeue=True)
+                return
+        await incoming.ack()
+
+    async def stop_consuming(self) -> None:
+        consumers, self._consumers = self._consumers, []
+        for _channel, queue, tag in consumers:
+            try:
+                await queue.cancel(tag)
+            except (aiormq.exceptions.AMQPError, RuntimeError) as error:
+                log.warning("bus.cancel_failed", queue=queue.name, error=str(error))
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        for channel, _queue, _tag in consumers:
+            await channel.close()
+
+    async def dead_letters(self, role: str) -> list[DeadLetter]:
+        if self._connection is None:
+            raise RuntimeError("start() the bus first")
+        channel = await self._connection.channel()
+        try:
+            queue = await channel.get_queue(f"{self.queue_name(role)}.dead", ensure=True)
+            held: list[AbstractIncomingMessage] = []
+            letters: list[DeadLetter] = []
+            while (incoming := await queue.get(no_ack=False, fail=False)) is not None:
+                held.append(incoming)
+                headers = {k: str(v) for k, v in (incoming.headers or {}).items()}
+                letters.append(
+                    DeadLetter(
+                        routing_key=headers.get(ROUTING_KEY_HEADER, incoming.type or ""),
+                        body=incoming.body,
+                        reason=headers.get(REASON_HEADER, _death_reason(incoming)),
+                        attempts=int(headers.get(ATTEMPT_HEADER, "1")),
+                        dead_at=incoming.timestamp or datetime.now(UTC),
+                        headers=headers,
+                    )
+                )
+            for incoming in held:  # leave them where they were
+                await incoming.nack(requeue=True)
+            return letters
+        finally:
+            await channel.close()
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+            self._exchange = None
+
+
+def _death_reason(incoming: AbstractIncomingMessage) -> str:
+    """The reason the broker gave when it dead-lettered a message itself (delivery limit)."""
+    deaths = (incoming.headers or {}).get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return f"broker: {deaths[0].get('reason', 'unknown')}"
+    return "broker: delivery limit reached"

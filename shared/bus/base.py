@@ -1,0 +1,119 @@
+"""The bus interface and what both implementations share: topology, outcomes, backoff.
+
+A consumer's handler either returns (the delivery is acked), raises :class:`Retry` (tried again
+after a backoff, at most ``max_attempts`` times in all, then dead-lettered) or raises
+:class:`Reject` (dead-lettered at once). A body that is not a valid message is rejected the
+same way. Any other exception is logged with its traceback and treated as :class:`Retry`, so a
+bug costs bounded retries and a dead letter, never a lost message or a dead consumer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from shared.messages import Message
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A consumer role: its queue takes the messages published under ``routing_keys``."""
+
+    role: str
+    routing_keys: tuple[str, ...]
+
+
+# The whole topology; every process declares all of it when it starts, so nothing published
+# before a consumer first connects is dropped.
+TOPOLOGY: tuple[Consumer, ...] = (
+    Consumer("router", ("instance.received",)),
+    Consumer("indexer", ("instance.filed",)),
+    Consumer("scansheet", ("study.complete",)),
+)
+
+
+class PublishError(RuntimeError):
+    """The bus did not confirm the message: treat it as not published."""
+
+
+class Retry(Exception):
+    """The work failed for a reason that may pass (a lock, a restarting database)."""
+
+
+class Reject(Exception):
+    """The message can never be handled; dead-letter it with this reason."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a message to a consumer."""
+
+    message: Message
+    routing_key: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a consumer gave up on, and why."""
+
+    routing_key: str
+    body: bytes
+    reason: str
+    attempts: int
+    dead_at: datetime | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Bus(Protocol):
+    """Publish messages and consume them per role, with the delivery guarantees above."""
+
+    @property
+    def durable(self) -> bool:
+        """True when published messages survive a restart of this process."""
+        ...
+
+    async def start(self) -> None:
+        """Connect (waiting a bounded time for the broker) and declare the whole topology."""
+        ...
+
+    async def publish(self, message: Message) -> None:
+        """Publish and wait for the confirm; raise :class:`PublishError` otherwise."""
+        ...
+
+    async def publish_raw(self, routing_key: str, body: bytes) -> None:
+        """Publish an already-encoded body (re-queueing dead letters, tests of poison input)."""
+        ...
+
+    async def consume(self, role: str, handler: Handler, *, prefetch: int | None = None) -> None:
+        """Start delivering the role's queue to ``handler``, ``prefetch`` at a time."""
+        ...
+
+    async def stop_consuming(self) -> None:
+        """Take no new deliveries and wait for the handlers in flight to finish."""
+        ...
+
+    async def dead_letters(self, role: str) -> list[DeadLetter]:
+        """The role's dead letters, oldest first, left in place."""
+        ...
+
+    async def close(self) -> None:
+        """Stop consuming and disconnect."""
+        ...
+
+
+def backoff_seconds(attempt: int, first: float, ceiling: float) -> float:
+    """Delay before retrying after failed attempt number ``attempt`` (1-based), doubling."""
+    return float(min(first * 2 ** (attempt - 1), ceiling))
+
+
+def consumer_for(role: str) -> Consumer:
+    for consumer in TOPOLOGY:
+        if consumer.role == role:
+            return consumer
+    raise ValueError(f"no consumer role {role!r}; known: {[c.role for c in TOPOLOGY]}")

@@ -1,0 +1,66 @@
+"""Run a handler on one delivery and turn what happened into a bus action.
+
+Both bus implementations call :func:`dispatch`, so ack, retry and dead-letter decisions are made
+in one place and mean the same thing on either backend.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from shared.bus.base import Delivery, Handler, Reject, Retry
+from shared.log import get_logger
+from shared.messages import MessageError, decode
+
+log = get_logger(__name__)
+
+
+class Action(enum.Enum):
+    ACK = "ack"
+    RETRY = "retry"
+    DEAD_LETTER = "dead-letter"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str = ""
+
+
+async def dispatch(
+    handler: Handler,
+    *,
+    role: str,
+    routing_key: str,
+    body: bytes,
+    attempt: int,
+    max_attempts: int,
+) -> Verdict:
+    """Decode the body, run the handler, and say what to do with the delivery."""
+    try:
+        message = decode(routing_key, body)
+    except MessageError as error:
+        log.error("message.poison", role=role, routing_key=routing_key, error=str(error))
+        return Verdict(Action.DEAD_LETTER, str(error))
+    context = {"role": role, "routing_key": routing_key, "attempt": attempt}
+    sop_instance_uid = getattr(message, "sop_instance_uid", None)
+    if sop_instance_uid is not None:
+        context["sop_instance_uid"] = sop_instance_uid
+    try:
+        await handler(Delivery(message=message, routing_key=routing_key, attempt=attempt))
+    except Reject as error:
+        log.error("message.rejected", reason=str(error), **context)
+        return Verdict(Action.DEAD_LETTER, f"rejected: {error}")
+    except Retry as error:
+        reason = str(error)
+    except Exception as error:  # a bug or an unforeseen failure: bounded retries, then dead
+        log.exception("message.handler_failed", **context)
+        reason = f"{type(error).__name__}: {error}"
+    else:
+        return Verdict(Action.ACK)
+    if attempt >= max_attempts:
+        log.error("message.gave_up", reason=reason, max_attempts=max_attempts, **context)
+        return Verdict(Action.DEAD_LETTER, f"gave up after {attempt} attempts: {reason}")
+    log.warning("message.retry", reason=reason, **context)
+    return Verdict(Action.RETRY, reason)

@@ -1,0 +1,157 @@
+"""The in-process bus: asyncio queues with the broker's ack, retry and dead-letter semantics.
+
+Used by the embedded server, where every service runs in one process. Messages live only in
+memory, so :attr:`MemoryBus.durable` is false and the receiver re-publishes its whole spool on
+start-up. Queues are bounded: a full queue refuses the publish (like RabbitMQ's
+``reject-publish`` overflow), which the receiver turns into "out of resources" for the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.bus.base import (
+    TOPOLOGY,
+    DeadLetter,
+    Handler,
+    PublishError,
+    backoff_seconds,
+    consumer_for,
+)
+from shared.bus.dispatch import Action, dispatch
+from shared.log import get_logger
+from shared.messages import Message
+from shared.settings import BusSettings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    routing_key: str
+    body: bytes
+    attempt: int = 1
+
+
+class MemoryBus:
+    """A real bus for one process; same contract as :class:`shared.bus.amqp.AmqpBus`."""
+
+    def __init__(self, settings: BusSettings) -> None:
+        self._settings = settings
+        self._queues: dict[str, asyncio.Queue[_Envelope]] = {}
+        self._dead: dict[str, list[DeadLetter]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._retries: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def durable(self) -> bool:
+        return False
+
+    async def start(self) -> None:
+        for consumer in TOPOLOGY:
+            self._queues.setdefault(
+                consumer.role, asyncio.Queue(maxsize=self._settings.memory_queue_limit)
+            )
+            self._dead.setdefault(consumer.role, [])
+
+    async def publish(self, message: Message) -> None:
+        await self.publish_raw(message.kind, message.to_bytes())
+
+    async def publish_raw(self, routing_key: str, body: bytes) -> None:
+        if self._closed or not self._queues:
+            raise PublishError("the bus is not running")
+        targets = [
+            self._queues[consumer.role]
+            for consumer in TOPOLOGY
+            if routing_key in consumer.routing_keys
+        ]
+        if not targets:
+            raise PublishError(f"no queue is bound to {routing_key!r}: message returned")
+        if any(queue.full() for queue in targets):
+            raise PublishError(f"queue full ({self._settings.memory_queue_limit} messages)")
+        for queue in targets:
+            queue.put_nowait(_Envelope(routing_key, body))
+
+    async def consume(self, role: str, handler: Handler, *, prefetch: int | None = None) -> None:
+        consumer_for(role)
+        for _ in range(prefetch or self._settings.prefetch):
+            task = asyncio.create_task(self._work(role, handler), name=f"consume-{role}")
+            self._workers.append(task)
+
+    async def _work(self, role: str, handler: Handler) -> None:
+        queue = self._queues[role]
+        while True:
+            envelope = await queue.get()
+            delivery = asyncio.create_task(self._deliver(role, handler, envelope))
+            self._in_flight.add(delivery)
+            delivery.add_done_callback(self._in_flight.discard)
+            try:
+                # Shielded: stopping the consumer lets the delivery in hand finish.
+                await asyncio.shield(delivery)
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, role: str, handler: Handler, envelope: _Envelope) -> None:
+        verdict = await dispatch(
+            handler,
+            role=role,
+            routing_key=envelope.routing_key,
+            body=envelope.body,
+            attempt=envelope.attempt,
+            max_attempts=self._settings.max_attempts,
+        )
+        if verdict.action is Action.RETRY:
+            delay = backoff_seconds(
+                envelope.attempt, self._settings.retry_backoff, self._settings.retry_backoff_max
+            )
+            again = _Envelope(envelope.routing_key, envelope.body, envelope.attempt + 1)
+            task = asyncio.create_task(self._requeue_later(role, again, delay))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+        elif verdict.action is Action.DEAD_LETTER:
+            self._dead[role].append(
+                DeadLetter(
+                    routing_key=envelope.routing_key,
+                    body=envelope.body,
+                    reason=verdict.reason,
+                    attempts=envelope.attempt,
+                    dead_at=datetime.now(UTC),
+                )
+            )
+
+    async def _requeue_later(self, role: str, envelope: _Envelope, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._queues[role].put(envelope)
+
+    async def stop_consuming(self) -> None:
+        workers, self._workers = self._workers, []
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def dead_letters(self, role: str) -> list[DeadLetter]:
+        consumer_for(role)
+        return list(self._dead.get(role, []))
+
+    def pending(self, role: str) -> int:
+        """Messages waiting in the role's queue (for the health check and tests)."""
+        return self._queues[role].qsize()
+
+    async def close(self) -> None:
+        await self.stop_consuming()
+        for task in list(self._retries):
+            task.cancel()
+        self._closed = True
+        if any(queue.qsize() for queue in self._queues.values()):
+            waiting = {role: queue.qsize() for role, queue in self._queues.items()}
+            # Not lost: every instance is still in the spool and is re-published at start-up.
+            log.info("bus.memory_closed_with_messages", waiting=waiting)

@@ -1,0 +1,117 @@
+"""Connect to the index and bring its schema up to date.
+
+``sqlite:///path`` runs on aiosqlite (WAL journal, foreign keys on, a busy timeout so the
+services in one process wait for each other instead of failing); ``postgresql://`` runs on
+asyncpg. Start-up waits a bounded time for the database, logging each failed try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Serialises migrations when several processes start at once against one PostgreSQL.
+_MIGRATION_LOCK = 0x53544F52
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy URL with the async driver for a ``sqlite://`` or ``postgresql://`` URL."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    raise ValueError(f"database.url: unsupported database URL {url!r}")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(async_url(url), pool_size=5, max_overflow=10, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+async def wait_for_database(engine: AsyncEngine, within: float) -> None:
+    """Return once a connection works; raise ``ConnectionError`` after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.5
+    while True:
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+            return
+        except (OSError, sa.exc.DBAPIError, sa.exc.InterfaceError) as error:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ConnectionError(
+                    f"database.url: cannot reach the database within {within:.0f}s: {error}"
+                ) from error
+            log.warning("database.connect_retry", error=str(error).splitlines()[0], retry_in=delay)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 10.0)
+
+
+def _alembic_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
+    """Apply the migrations up to ``revision``; return the revision the index is now at."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+        await connection.run_sync(lambda sync: command.upgrade(_alembic_config(sync), revision))
+    return await current_revision(engine)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.run_sync(_read_revision)
+
+
+def _read_revision(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def open_index(url: str, connect_timeout: float) -> AsyncEngine:
+    """Connect, wait for the database, migrate; the engine the services share."""
+    engine = create_engine(url)
+    try:
+        await wait_for_database(engine, connect_timeout)
+        revision = await upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    log.info("database.ready", dialect=engine.dialect.name, revision=revision)
+    return engine
+
+
+__all__ = ["AsyncConnection", "AsyncEngine", "create_engine", "open_index", "upgrade"]

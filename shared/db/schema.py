@@ -1,0 +1,161 @@
+"""The index schema (SQLAlchemy Core). Migrations in ``migrations/versions`` create it.
+
+One schema for PostgreSQL and SQLite: the instance header is JSONB on PostgreSQL and JSON text
+on SQLite. Times are stored in UTC. A test checks that this module and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Header = sa.JSON().with_variant(JSONB(), "postgresql")
+Moment = sa.DateTime(timezone=True)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("home", sa.Text, nullable=True),
+    sa.Column("owner_uid", sa.Integer, nullable=True),
+    sa.Column("owner_gid", sa.Integer, nullable=True),
+    sa.Column("created_at", Moment, nullable=False),
+)
+
+physician_names = sa.Table(
+    "physician_names",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("match_key", sa.String(256), nullable=False, index=True),
+    sa.UniqueConstraint("account_id", "match_key"),
+)
+
+patients = sa.Table(
+    "patients",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("patient_id", sa.String(64), nullable=False),
+    sa.Column("issuer", sa.String(64), nullable=False, server_default=""),
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("birth_date", sa.String(8), nullable=True),
+    sa.Column("sex", sa.String(16), nullable=True),
+    sa.Column("updated_at", Moment, nullable=False),
+    sa.UniqueConstraint("patient_id", "issuer"),
+)
+
+studies = sa.Table(
+    "studies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False, unique=True),
+    sa.Column("patient_fk", sa.Integer, sa.ForeignKey("patients.id"), nullable=True, index=True),
+    sa.Column("study_date", sa.String(8), nullable=True, index=True),
+    sa.Column("study_time", sa.String(16), nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("accession_number", sa.String(64), nullable=True, index=True),
+    sa.Column("requesting_physician", sa.Text, nullable=True),
+    sa.Column("referring_physician", sa.Text, nullable=True),
+    sa.Column("institution", sa.Text, nullable=True),
+    sa.Column("station", sa.Text, nullable=True),
+    sa.Column("modalities", sa.Text, nullable=True),
+    sa.Column("account", sa.String(128), nullable=True, index=True),
+    sa.Column("study_folder", sa.Text, nullable=True),
+    sa.Column("instance_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("series_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_received_at", Moment, nullable=True),
+    sa.Column("last_received_at", Moment, nullable=True, index=True),
+)
+
+series = sa.Table(
+    "series",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("series_instance_uid", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "study_fk",
+        sa.Integer,
+        sa.ForeignKey("studies.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("number", sa.Integer, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("modality", sa.String(16), nullable=True),
+    sa.Column("protocol", sa.Text, nullable=True),
+    sa.Column("body_part", sa.String(64), nullable=True),
+    sa.Column("repetition_time", sa.Float, nullable=True),
+    sa.Column("echo_time", sa.Float, nullable=True),
+    sa.Column("inversion_time", sa.Float, nullable=True),
+    sa.Column("flip_angle", sa.Float, nullable=True),
+    sa.Column("slice_thickness", sa.Float, nullable=True),
+    sa.Column("spacing_between_slices", sa.Float, nullable=True),
+    sa.Column("pixel_spacing", sa.String(64), nullable=True),
+    sa.Column("rows", sa.Integer, nullable=True),
+    sa.Column("columns", sa.Integer, nullable=True),
+    sa.Column("field_strength", sa.Float, nullable=True),
+    sa.Column("sequence_name", sa.Text, nullable=True),
+    sa.Column("instance_count", sa.Integer, nullable=False, server_default="0"),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "series_fk",
+        sa.Integer,
+        sa.ForeignKey("series.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("sop_class_uid", sa.String(64), nullable=False),
+    sa.Column("instance_number", sa.Integer, nullable=True),
+    sa.Column("echo_number", sa.Integer, nullable=True),
+    sa.Column("transfer_syntax_uid", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("received_at", Moment, nullable=False),
+    sa.Column("calling_ae", sa.String(16), nullable=True),
+    sa.Column("header", Header, nullable=True),
+)
+
+study_bindings = sa.Table(
+    "study_bindings",
+    metadata,
+    sa.Column("study_instance_uid", sa.String(64), primary_key=True),
+    sa.Column("account", sa.String(128), nullable=False),
+    sa.Column("study_folder", sa.Text, nullable=False),
+    sa.Column("bound_at", Moment, nullable=False),
+    sa.UniqueConstraint("account", "study_folder"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("at", Moment, nullable=False, index=True),
+    sa.Column("event", sa.String(32), nullable=False, index=True),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=True, index=True),
+    sa.Column("study_instance_uid", sa.String(64), nullable=True, index=True),
+    sa.Column("service", sa.String(32), nullable=False),
+    sa.Column("detail", Header, nullable=True),
+)

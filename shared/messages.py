@@ -1,0 +1,93 @@
+"""Every message on the bus, as a versioned pydantic model.
+
+A message's ``kind`` is its routing key. ``version`` is bumped when a field changes meaning or
+a required field is added; consumers reject versions they do not know (the message goes to the
+dead-letter queue, where an operator can see it) instead of guessing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+UID = Annotated[str, StringConstraints(pattern=r"^[0-9][0-9.]{0,63}$")]
+
+
+class MessageError(ValueError):
+    """A payload that is not a message we understand: a poison message."""
+
+
+class Message(BaseModel):
+    """Common envelope fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str]
+    version: int = 1
+    sent_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class InstanceReceived(Message):
+    """The receiver has fsynced an instance into the spool; the router files it."""
+
+    kind: ClassVar[str] = "instance.received"
+    version: Literal[1] = 1
+    sop_instance_uid: UID
+    sop_class_uid: UID
+    transfer_syntax_uid: UID
+    spool_name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}\.dcm$")
+    size: int = Field(ge=0)
+    received_at: datetime
+    calling_ae: str
+    called_ae: str
+    peer_address: str
+    peer_port: int
+
+
+class InstanceFiled(Message):
+    """The router has filed an instance into its account's tree; the indexer indexes it."""
+
+    kind: ClassVar[str] = "instance.filed"
+    version: Literal[1] = 1
+    sop_instance_uid: UID
+    sop_class_uid: UID
+    study_instance_uid: UID
+    series_instance_uid: UID
+    transfer_syntax_uid: UID
+    account: str
+    path: str = Field(description="relative to the accounts root")
+    size: int = Field(ge=0)
+    replaced: bool = False
+    received_at: datetime
+    calling_ae: str
+
+
+class StudyComplete(Message):
+    """A study has stopped growing (or was declared complete); its scan sheet is due."""
+
+    kind: ClassVar[str] = "study.complete"
+    version: Literal[1] = 1
+    study_instance_uid: UID
+    reason: Literal["stable", "mpps", "manual"]
+    last_received_at: datetime | None = None
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    model.kind: model for model in (InstanceReceived, InstanceFiled, StudyComplete)
+}
+
+
+def decode(kind: str, body: bytes) -> Message:
+    """Parse a body published under routing key ``kind``; raise :class:`MessageError`."""
+    model = MESSAGE_TYPES.get(kind)
+    if model is None:
+        raise MessageError(f"unknown message kind {kind!r}")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        raise MessageError(f"invalid {kind} message: {error}") from None

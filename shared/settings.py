@@ -1,0 +1,257 @@
+"""Settings: one typed object, built in ``main()`` from flags, environment, TOML file, defaults.
+
+Precedence, highest first: command-line flags, ``STORE_SERVER_*`` environment variables
+(``__`` separates nested sections, e.g. ``STORE_SERVER_RECEIVER__PORT``), the TOML file given
+with ``--config``, then the defaults below. A wrong value raises :class:`SettingsError`, whose
+message names every offending setting as it would be written in the TOML file and in the
+environment.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "STORE_SERVER_"
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash, no control
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names each setting and what is wrong."""
+
+
+def _ae_title(value: str) -> str:
+    stripped = value.strip()
+    if not stripped or not _AE_TITLE.match(stripped):
+        raise ValueError("must be 1 to 16 printable characters without a backslash")
+    return stripped
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo in the TOML file is reported."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AllowedCaller(Section):
+    """A calling AE title the receiver accepts, optionally only from one host address."""
+
+    ae_title: AETitle
+    host: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedCaller:
+        """Read ``AE`` or ``AE@host``."""
+        ae_title, _, host = text.partition("@")
+        return cls(ae_title=ae_title, host=host or None)
+
+    def allows(self, ae_title: str, host: str) -> bool:
+        return self.ae_title == ae_title.strip() and (self.host is None or self.host == host)
+
+
+class TLSSettings(Section):
+    """Optional DICOM TLS listener beside the plain one (PS3.15 B.1 secure transport)."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = Field(
+        default=None, description="CA bundle; when set, peers must present a certificate"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TLSSettings:
+        if self.port is not None and (self.cert is None or self.key is None):
+            raise ValueError("a TLS port needs both receiver.tls.cert and receiver.tls.key")
+        for name in ("cert", "key", "ca"):
+            path = getattr(self, name)
+            if self.port is not None and path is not None and not path.is_file():
+                raise ValueError(f"receiver.tls.{name}: no such file: {path}")
+        return self
+
+
+class ReceiverSettings(Section):
+    """The DICOM listener."""
+
+    ae_title: AETitle = "STORE_SERVER"
+    host: str = "0.0.0.0"
+    port: int = Field(default=11112, ge=0, le=65535)
+    allowed_callers: list[AllowedCaller] = Field(
+        default_factory=list, description="empty: any calling AE title is accepted"
+    )
+    require_called_ae: bool = True
+    accept_unknown_sop_classes: bool = True
+    max_associations: int = Field(default=20, ge=1, le=1000)
+    max_pdu_size: int = Field(
+        default=262_144, ge=0, description="largest PDU we receive; 0 means unlimited"
+    )
+    acse_timeout: float = Field(default=30.0, gt=0)
+    dimse_timeout: float = Field(default=60.0, gt=0)
+    network_timeout: float = Field(default=120.0, gt=0)
+    min_free_disk_mb: int = Field(default=1024, ge=0)
+    publish_timeout: float = Field(default=10.0, gt=0)
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="seconds to let associations in flight finish"
+    )
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+
+    @field_validator("allowed_callers", mode="before")
+    @classmethod
+    def _callers_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [AllowedCaller.parse(v.strip()) if isinstance(v, str) else v for v in value]
+        return value
+
+
+class BusSettings(Section):
+    """The message bus: ``memory://`` in one process, ``amqp://`` RabbitMQ between processes."""
+
+    url: str = "memory://"
+    exchange: str = Field(default="store-server", pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
+    prefetch: int = Field(default=32, ge=1, le=10_000)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff: float = Field(default=1.0, gt=0, description="seconds before the first retry")
+    retry_backoff_max: float = Field(default=60.0, gt=0)
+    publish_timeout: float = Field(default=10.0, gt=0)
+    memory_queue_limit: int = Field(default=100_000, ge=1)
+    connect_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "amqp://", "amqps://")):
+            raise ValueError("must start with memory://, amqp:// or amqps://")
+        return value
+
+
+class DatabaseSettings(Section):
+    """The index: ``sqlite:///path`` embedded, ``postgresql://`` in production."""
+
+    url: str | None = Field(default=None, description="default: sqlite:///<data_dir>/index.sqlite")
+    connect_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite://", "postgresql://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    file: Path | None = Field(default=None, description="default: <data_dir>/logs/store-server.log")
+
+
+class Settings(BaseSettings):
+    """Everything a store-server process can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Path("data")
+    receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def accounts_dir(self) -> Path:
+        return self.data_dir / "accounts"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log.file or self.data_dir / "logs" / "store-server.log"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.data_dir / 'index.sqlite').resolve()}"
+
+
+def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings. ``overrides`` are the command-line flags, nested like the TOML file."""
+    file_values = _read_toml(config) if config is not None else {}
+
+    class _Sourced(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _DictSource(settings_cls, file_values))
+
+    try:
+        return _Sourced(**(overrides or {}))
+    except ValidationError as error:
+        raise SettingsError(_describe(error, config)) from None
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """The TOML file's values, lowest precedence before the defaults."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"--config: no such file: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"--config {path}: not valid TOML: {error}") from None
+
+
+def _describe(error: ValidationError, config: Path | None) -> str:
+    lines = ["invalid settings:"]
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"] if not isinstance(part, int)]
+        dotted = ".".join(location) or "(settings)"
+        env_name = ENV_PREFIX + "__".join(location).upper()
+        lines.append(f"  {dotted} (environment {env_name}): {problem['msg']}")
+    if config is not None:
+        lines.append(f"  (config file: {config})")
+    return "\n".join(lines)
