@@ -1,0 +1,93 @@
+"""``store-server tags``: show a file's tags, or edit them into a new file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from shared.dicom.tags import (
+    DataElementText,
+    TagChange,
+    TagError,
+    get_tag,
+    load_tags,
+    parse_tag,
+    write_tags,
+)
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "tags",
+        help="show or edit the tags of a DICOM file",
+        description="Show every tag of FILE (or only the TAGs named), or edit them with "
+        "--set/--remove. TAG is a keyword (PatientName) or a number (0010,0010).",
+    )
+    parser.add_argument("file", type=Path, metavar="FILE")
+    parser.add_argument("tags", nargs="*", metavar="TAG", help="only these top-level tags")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TAG=VALUE",
+        help="set or add a tag (repeatable); backslash separates values; "
+        "a private tag takes its VR as TAG:VR=VALUE",
+    )
+    parser.add_argument(
+        "--remove", action="append", default=[], metavar="TAG", help="remove a tag (repeatable)"
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="OUT", help="write edits here (default: in place)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=run_tags)
+
+
+def run_tags(args: argparse.Namespace) -> int:
+    try:
+        if args.set or args.remove:
+            changes = [_set_change(text) for text in args.set]
+            changes += [TagChange(parse_tag(text), None) for text in args.remove]
+            written = write_tags(args.file, changes, args.output)
+            if args.json:
+                print(json.dumps({"written": str(written), "changes": len(changes)}))
+            else:
+                print(f"wrote {written} ({len(changes)} change{'s' * (len(changes) != 1)})")
+            return 0
+        if args.tags:
+            elements = []
+            for text in args.tags:
+                tag = parse_tag(text)
+                elements.append(get_tag(args.file, tag.group, tag.element))
+        else:
+            elements = load_tags(args.file)
+    except TagError as error:
+        print(f"store-server tags: {error}", file=sys.stderr)
+        return 1
+    try:
+        _print(elements, as_json=args.json)
+    except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+    return 0
+
+
+def _set_change(text: str) -> TagChange:
+    name, separator, value = text.partition("=")
+    if not separator:
+        raise TagError(f"--set {text!r}: expected TAG=VALUE")
+    name, _, vr = name.partition(":")
+    return TagChange(parse_tag(name), value, vr.strip() or None)
+
+
+def _print(elements: list[DataElementText], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([asdict(element) for element in elements], ensure_ascii=False))
+        return
+    for element in elements:
+        indent = "  " * element.depth
+        label = f"{element.tag} {element.vr} {element.keyword}".rstrip()
+        print(f"{indent}{label}: {element.value}")
