@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from services.cli import database, server
+from services.cli import convert, database, network, server, tags
 from shared.settings import SettingsError
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (server, database)
+COMMAND_MODULES: tuple[ModuleType, ...] = (server, database, tags, convert, network)
 
 
 def build_parser() -> argparse.ArgumentParser:
