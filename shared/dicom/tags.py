@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import config
+from pydicom.charset import convert_encodings, encode_string
 from pydicom.datadict import dictionary_keyword, dictionary_VM, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -131,7 +132,7 @@ def write_tags(
     with _strict_writing():
         try:
             replace_atomically(target, lambda temporary: dataset.save_as(temporary))
-        except (UnicodeError, ValueError) as error:
+        except (UnicodeError, ValueError, TypeError) as error:
             raise TagError(f"cannot write {target}: {error}") from None
     return target
 
@@ -201,10 +202,26 @@ def _apply(dataset: Dataset, change: TagChange) -> None:
         return
     vr = _vr_for(dataset, change)
     value = _typed_value(tag, vr, change.value)
-    if vr in _TEXT_VRS and not change.value.isascii() and "SpecificCharacterSet" not in dataset:
+    if vr in _TEXT_VRS and not change.value.isascii():
+        _check_encodable(dataset, name, change.value)
+    dataset[tag] = DataElement(tag, vr, value)
+
+
+def _check_encodable(dataset: Dataset, name: str, text: str) -> None:
+    if "SpecificCharacterSet" not in dataset:
         # The default repertoire is ASCII, so every existing value is valid UTF-8 as well.
         dataset.SpecificCharacterSet = "ISO_IR 192"
-    dataset[tag] = DataElement(tag, vr, value)
+        return
+    charset = dataset.SpecificCharacterSet
+    names = list(charset) if isinstance(charset, MultiValue) else [charset]
+    try:
+        with _strict_writing():
+            encode_string(text, convert_encodings(names))
+    except (UnicodeError, LookupError):
+        shown = "\\".join(str(n) for n in names)
+        raise TagError(
+            f"{name}: {text!r} cannot be encoded in the file's character set {shown}"
+        ) from None
 
 
 def _vr_for(dataset: Dataset, change: TagChange) -> str:
