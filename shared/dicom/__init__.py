@@ -1,0 +1,1 @@
+"""The DICOM toolkit: tags, pictures (convert), Secondary Capture, and network tools (net)."""
