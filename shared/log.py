@@ -76,6 +76,7 @@ def configure_logging(log_file: Path | None, level: str = "info") -> None:
     logging.getLogger("pynetdicom").setLevel(max(_LEVELS[level], logging.WARNING))
     logging.getLogger("aio_pika").setLevel(max(_LEVELS[level], logging.WARNING))
     logging.getLogger("aiormq").setLevel(max(_LEVELS[level], logging.WARNING))
+    logging.getLogger("alembic").setLevel(max(_LEVELS[level], logging.WARNING))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -7,12 +7,17 @@ dead-letter queue, where an operator can see it) instead of guessing.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-UID = Annotated[str, StringConstraints(pattern=r"^[0-9][0-9.]{0,63}$")]
+# Any printable value up to the UI length limit: real archives hold non-conformant UIDs (some
+# anonymisers write hashes), and refusing them would lose instances a PACS accepts. They are
+# keys, never path components, so nothing else about them is trusted.
+UID = Annotated[str, StringConstraints(pattern=r"^[\x21-\x5b\x5d-\x7e]{1,64}$")]
+CONFORMANT_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
 class MessageError(ValueError):

@@ -19,7 +19,7 @@ from pydicom import dcmread
 from services.receiver.spool import Spool
 from shared.bus import PublishError
 from shared.log import get_logger
-from shared.messages import InstanceReceived
+from shared.messages import CONFORMANT_UID, InstanceReceived
 from shared.quarantine import quarantine
 
 log = get_logger(__name__)
@@ -138,6 +138,8 @@ def undecodable_reason(path: Path, arrival: Arrival) -> str | None:
         return "data set is empty"
     if sop_instance_uid is None:
         return "data set has no SOP Instance UID (0008,0018)"
+    if not CONFORMANT_UID.match(arrival.sop_instance_uid):
+        log.warning("instance.nonconformant_uid", sop_instance_uid=arrival.sop_instance_uid)
     if str(sop_instance_uid) != arrival.sop_instance_uid:
         log.warning(
             "instance.uid_mismatch",

@@ -46,11 +46,12 @@ def build_ae(settings: ReceiverSettings) -> AE:
     ae.network_timeout = settings.network_timeout
     # Our own policy check runs first and logs the reason; these are pynetdicom's backstops.
     ae.require_called_aet = settings.require_called_ae
-    for context in VerificationPresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    contexts = list(VerificationPresentationContexts)
     if not settings.accept_unknown_sop_classes:
-        for context in StoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        contexts += StoragePresentationContexts
+    for context in contexts:
+        assert context.abstract_syntax is not None
+        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     return ae
 
 
@@ -100,19 +101,10 @@ class Listener:
         self._ae = build_ae(self._settings)
         handlers_list = event_handlers(self._settings, self._intake)
         address = (self._settings.host, self._settings.port)
-        self._servers.append(
-            self._ae.start_server(address, block=False, evt_handlers=handlers_list)
-        )
+        self._serve(address, handlers_list, None)
         if self._settings.tls.port is not None:
             tls_address = (self._settings.host, self._settings.tls.port)
-            self._servers.append(
-                self._ae.start_server(
-                    tls_address,
-                    block=False,
-                    evt_handlers=handlers_list,
-                    ssl_context=tls_context(self._settings),
-                )
-            )
+            self._serve(tls_address, handlers_list, tls_context(self._settings))
         log.info(
             "receiver.listening",
             ae_title=self._settings.ae_title,
@@ -120,6 +112,16 @@ class Listener:
             ports=self.ports,
             tls_port=self._settings.tls.port,
         )
+
+    def _serve(
+        self, address: tuple[str, int], handlers_list: list[Any], context: ssl.SSLContext | None
+    ) -> None:
+        assert self._ae is not None
+        server = self._ae.start_server(
+            address, block=False, evt_handlers=handlers_list, ssl_context=context
+        )
+        assert server is not None  # non-blocking start_server always returns its server
+        self._servers.append(server)
 
     def stop(self, grace: float) -> None:
         """Stop accepting; let associations in flight finish for ``grace`` seconds, then abort."""

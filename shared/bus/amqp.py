@@ -274,5 +274,6 @@ def _death_reason(incoming: AbstractIncomingMessage) -> str:
     """The reason the broker gave when it dead-lettered a message itself (delivery limit)."""
     deaths = (incoming.headers or {}).get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        return f"broker: {deaths[0].get('reason', 'unknown')}"
+        reason = deaths[0].get("reason", "unknown")
+        return f"broker: {reason.decode() if isinstance(reason, bytes) else reason}"
     return "broker: delivery limit reached"

@@ -142,9 +142,11 @@ class MemoryBus:
         consumer_for(role)
         return list(self._dead.get(role, []))
 
-    def pending(self, role: str) -> int:
-        """Messages waiting in the role's queue (for the health check and tests)."""
-        return self._queues[role].qsize()
+    def waiting(self, role: str) -> list[bytes]:
+        """The bodies waiting in the role's queue, oldest first (for health checks and tests)."""
+        queue = self._queues[role]
+        # asyncio.Queue has no public peek; its deque is read, never changed, here.
+        return [envelope.body for envelope in list(queue._queue)]  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         await self.stop_consuming()

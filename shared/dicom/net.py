@@ -218,7 +218,13 @@ def _send_instance(
     uncompressed = [ts for ts in UNCOMPRESSED if (sop, ts) in accepted]
     payload: Path | Dataset
     if (sop, syntax) in accepted or (not syntax.is_compressed and uncompressed):
-        payload, sent_as = instance.path, (syntax if (sop, syntax) in accepted else uncompressed[0])
+        try:
+            payload = _whole(instance)
+        except DicomFileError as error:
+            return SendResult(
+                instance.path, "failed", str(error).removeprefix(f"{instance.path}: ")
+            )
+        sent_as = syntax if (sop, syntax) in accepted else uncompressed[0]
     elif uncompressed:
         try:
             payload = _decompressed(instance)
@@ -240,6 +246,15 @@ def _send_instance(
         return SendResult(instance.path, "sent", code_to_category(status), status, sent_as)
     reason = f"refused: 0x{status:04X} ({code_to_category(status)})"
     return SendResult(instance.path, "failed", reason, status, sent_as)
+
+
+def _whole(instance: OutgoingInstance) -> Dataset:
+    """The whole data set, read here so a truncated file fails with a reason, not inside
+    pynetdicom (which cannot send a data set that reads back empty)."""
+    dataset = read_dataset(instance.path, with_pixels=True)
+    if len(dataset) == 0:
+        raise DicomFileError(f"{instance.path}: no data elements could be read (truncated?)")
+    return dataset
 
 
 def _decompressed(instance: OutgoingInstance) -> Dataset:

@@ -1,0 +1,64 @@
+"""Fixtures shared by every test tier: data directories, ports, real brokers and databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import services
+
+
+@pytest.fixture
+def free_port() -> int:
+    return services.free_tcp_port()
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    if not services.reachable(services.AMQP_URL):
+        services.unavailable(f"RabbitMQ not reachable at {services.AMQP_URL}")
+    return services.AMQP_URL
+
+
+@pytest.fixture
+def exchange(amqp_url: str) -> Iterator[str]:
+    """A unique exchange (and so unique queues) for one test, deleted afterwards."""
+    name = services.unique_name("test")
+    yield name
+    asyncio.run(services.delete_amqp_topology(amqp_url, name))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    if not services.reachable(services.POSTGRES_URL):
+        services.unavailable(f"PostgreSQL not reachable at {services.POSTGRES_URL}")
+    name = services.unique_name("store_test")
+    url = asyncio.run(services.create_database(services.POSTGRES_URL, name))
+    yield url
+    asyncio.run(services.drop_database(services.POSTGRES_URL, name))
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a server under test keeps its messages and its index."""
+
+    name: str
+    bus_url: str
+    exchange: str
+    database_url: str | None
+
+
+@pytest.fixture(params=["embedded", "production"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Both backends: in-process bus + SQLite, and RabbitMQ + PostgreSQL."""
+    if request.param == "embedded":
+        return Backend("embedded", "memory://", services.unique_name("test"), None)
+    amqp: str = request.getfixturevalue("amqp_url")
+    exchange: str = request.getfixturevalue("exchange")
+    database: str = request.getfixturevalue("postgres_url")
+    return Backend("production", amqp, exchange, database)

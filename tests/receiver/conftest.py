@@ -1,0 +1,72 @@
+"""A server under test per test, on the backend the test asks for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.messages import InstanceReceived
+from tests.conftest import Backend
+from tests.support.server import ServerUnderTest, server_settings
+
+StartServer = Callable[..., ServerUnderTest]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, free_port: int) -> Iterator[StartServer]:
+    """Start a server (embedded backend unless told otherwise); stopped after the test."""
+    started: list[ServerUnderTest] = []
+
+    def starter(backend: Backend | None = None, **overrides: Any) -> ServerUnderTest:
+        chosen = backend or Backend("embedded", "memory://", "store-server", None)
+        settings = server_settings(
+            tmp_path / "data",
+            free_port,
+            bus_url=chosen.bus_url,
+            exchange=chosen.exchange,
+            database_url=chosen.database_url,
+            **overrides,
+        )
+        server = ServerUnderTest(settings).__enter__()
+        started.append(server)
+        return server
+
+    yield starter
+    for server in reversed(started):
+        server.__exit__(None, None, None)
+
+
+def published(server: ServerUnderTest) -> list[InstanceReceived]:
+    """The instance.received messages waiting for the router, without consuming them."""
+    assert server.running is not None
+    bus = server.running.bus
+    from shared.bus.memory import MemoryBus
+
+    if isinstance(bus, MemoryBus):
+        bodies = bus.waiting("router")
+    else:
+        bodies = server.call(_peek_amqp(server.settings.bus.url, server.settings.bus.exchange))
+    return [InstanceReceived.model_validate_json(body) for body in bodies]
+
+
+async def _peek_amqp(url: str, exchange: str) -> list[bytes]:
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(f"{exchange}.router")
+        held = []
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
+            held.append(message)
+        bodies = [message.body for message in held]
+        for message in held:
+            await message.nack(requeue=True)
+        await asyncio.sleep(0)
+        return bodies
+    finally:
+        await connection.close()

@@ -1,0 +1,90 @@
+"""A store-server running inside the test process, on a free port, stopped by each test.
+
+The services run on their own asyncio loop in a background thread, exactly as ``store-server
+run`` starts them; tests talk to them over localhost with real DICOM peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from services.app import Running, start
+from shared.log import configure_logging
+from shared.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def server_settings(
+    data_dir: Path,
+    port: int,
+    *,
+    bus_url: str = "memory://",
+    exchange: str = "store-server",
+    database_url: str | None = None,
+    receiver: dict[str, Any] | None = None,
+    bus: dict[str, Any] | None = None,
+) -> Settings:
+    return load_settings(
+        None,
+        {
+            "data_dir": data_dir,
+            "receiver": {"host": "127.0.0.1", "port": port, **(receiver or {})},
+            "bus": {"url": bus_url, "exchange": exchange, "connect_timeout": 10, **(bus or {})},
+            "database": {"url": database_url, "connect_timeout": 10},
+        },
+    )
+
+
+class ServerUnderTest:
+    """Context manager: the embedded services on a background loop."""
+
+    def __init__(self, settings: Settings, *, index: bool = True) -> None:
+        self.settings = settings
+        self._index = index
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.running: Running | None = None
+
+    def __enter__(self) -> ServerUnderTest:
+        configure_logging(self.settings.log_file, "info")
+        self._thread.start()
+        self.running = self.call(start(self.settings, receiver=True, index=self._index))
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        try:
+            if self.running is not None:
+                self.call(self.running.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    @property
+    def port(self) -> int:
+        assert self.running is not None and self.running.receiver is not None
+        return self.running.receiver.ports[0]
+
+    @property
+    def spool(self) -> list[Path]:
+        return sorted(self.settings.spool_dir.glob("*.dcm"))
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        lines = self.settings.log_file.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        return [record for record in records if record.get("event") == event]

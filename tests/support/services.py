@@ -1,0 +1,116 @@
+"""Real RabbitMQ and PostgreSQL for tests: reachability, and per-test isolation.
+
+CI sets ``STORE_SERVER_TEST_REQUIRE_SERVICES=1``: there a missing service fails the test
+instead of skipping it, so a green run always means the real-service tier ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+
+AMQP_URL = os.environ.get("STORE_SERVER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get(
+    "STORE_SERVER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REQUIRED = os.environ.get("STORE_SERVER_TEST_REQUIRE_SERVICES") == "1"
+
+
+def unavailable(reason: str) -> None:
+    """Fail when CI requires the service, skip otherwise."""
+    if REQUIRED:
+        pytest.fail(f"required for this run: {reason}")
+    pytest.skip(reason)
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 2):
+            return True
+    except OSError:
+        return False
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed (apt-get install dcmtk dicom3tools)")
+    assert path is not None
+    return path
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def delete_amqp_topology(url: str, exchange: str) -> None:
+    """Remove a test's exchange and every queue the bus declared under it."""
+    import aio_pika
+
+    from shared.bus import TOPOLOGY
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        for consumer in TOPOLOGY:
+            for suffix in ("", ".retry", ".dead"):
+                await channel.queue_delete(f"{exchange}.{consumer.role}{suffix}")
+        await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
+
+
+async def create_database(url: str, name: str) -> str:
+    """Create an empty database next to ``url``'s; return its URL."""
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(url: str, name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def run(coroutine: object) -> object:
+    """Run a coroutine from synchronous fixture code."""
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", within: float = 10.0) -> None:
+    """Return once something accepts connections on ``port``."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def free_tcp_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
