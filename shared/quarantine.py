@@ -32,5 +32,5 @@ def quarantine(source: Path, quarantine_dir: Path, reason: str, **context: Any) 
     # The reason first: a crash between the two leaves an explained gap, not an unexplained file.
     atomic_write_bytes(reason_file, json.dumps(details, indent=2, ensure_ascii=False).encode())
     atomic_move(source, target)
-    log.warning("instance.quarantined", path=str(target), reason=reason, **details)
+    log.warning("instance.quarantined", path=str(target), **details)
     return target

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.receiver.intake import SUCCESS, Arrival, Intake
+from services.receiver.intake import OUT_OF_RESOURCES, SUCCESS, Arrival, Intake, Outcome
 from services.receiver.policy import check_association
 from shared.log import get_logger
 from shared.settings import ReceiverSettings
@@ -135,7 +135,14 @@ def on_store(event: Any, intake: Intake, ledger: AssociationLedger) -> int:
         peer_address=peer["peer_address"],
         peer_port=peer["peer_port"],
     )
-    outcome = intake.receive(received, arrival)
+    try:
+        outcome = intake.receive(received, arrival)
+    # A bug must not turn into a failure status the modality gives up on: answer "out of
+    # resources" so it retries, and leave the traceback for the administrator.
+    except Exception:
+        log.exception("instance.intake_failed", sop_instance_uid=arrival.sop_instance_uid)
+        received.unlink(missing_ok=True)
+        outcome = Outcome(OUT_OF_RESOURCES, "internal error (see the log)")
     ledger.count(id(event.assoc), size, outcome.status == SUCCESS)
     fields = {
         "sop_instance_uid": arrival.sop_instance_uid,

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
-from pydicom import dcmread
 
 from services.receiver.spool import Spool
 from shared.bus import PublishError
+from shared.dicom.encoding import EncodingError, check_file
 from shared.log import get_logger
 from shared.messages import CONFORMANT_UID, InstanceReceived
 from shared.quarantine import quarantine
@@ -127,23 +127,19 @@ class Intake:
 def undecodable_reason(path: Path, arrival: Arrival) -> str | None:
     """Why the data set cannot be decoded in its transfer syntax, or ``None`` if it can."""
     try:
-        dataset = dcmread(path, stop_before_pixels=True)
-        sop_instance_uid = dataset.get("SOPInstanceUID")
-        present = len(dataset)
-    # pydicom signals malformed input with many exception types (struct.error, EOFError,
+        sop_instance_uid = check_file(path)
+    except EncodingError as error:
+        return f"data set cannot be decoded: {error}"
+    # pydicom signals a malformed file meta with many exception types (struct.error, EOFError,
     # ValueError, KeyError, ...); at this boundary every one of them means "cannot understand".
     except Exception as error:
         return f"data set cannot be decoded: {type(error).__name__}: {error}"[:500]
-    if present == 0:
-        return "data set is empty"
-    if sop_instance_uid is None:
-        return "data set has no SOP Instance UID (0008,0018)"
     if not CONFORMANT_UID.match(arrival.sop_instance_uid):
         log.warning("instance.nonconformant_uid", sop_instance_uid=arrival.sop_instance_uid)
-    if str(sop_instance_uid) != arrival.sop_instance_uid:
+    if sop_instance_uid != arrival.sop_instance_uid:
         log.warning(
             "instance.uid_mismatch",
             sop_instance_uid=arrival.sop_instance_uid,
-            dataset_sop_instance_uid=str(sop_instance_uid),
+            dataset_sop_instance_uid=sop_instance_uid,
         )
     return None

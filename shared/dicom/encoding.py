@@ -1,0 +1,172 @@
+"""Check that a DICOM file's data set is whole: every length fits, every sequence ends.
+
+pydicom reads leniently: a value cut short by the end of the file is returned short, without
+an error. A receiver must not answer Success for data it cannot decode, so before that answer
+the element structure is walked (values are skipped, not read): each element's length must
+fit inside its container, each undefined-length sequence, item and encapsulated pixel data
+must be closed by its delimiter, and nesting is bounded. The walk also picks up the SOP
+Instance UID. Deflated data sets are inflated in a bounded stream first.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import UID
+
+UNDEFINED = 0xFFFFFFFF
+ITEM = (0xFFFE, 0xE000)
+ITEM_END = (0xFFFE, 0xE00D)
+SEQUENCE_END = (0xFFFE, 0xE0DD)
+SOP_INSTANCE_UID = (0x0008, 0x0018)
+PIXEL_DATA = (0x7FE0, 0x0010)
+MAX_DEPTH = 32
+LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
+LONG_VRS |= {b"UT", b"UV"}
+SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO"}
+SHORT_VRS |= {b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
+MAX_INFLATED = 4 * 2**30
+
+
+class EncodingError(ValueError):
+    """The data set cannot be decoded; the message says where and why."""
+
+
+def check_file(path: Path) -> str:
+    """Walk the data set of a Part 10 file; return its SOP Instance UID or raise."""
+    meta = read_file_meta_info(path)
+    syntax = UID(meta.TransferSyntaxUID)
+    with path.open("rb") as handle:
+        handle.seek(_data_set_offset(handle))
+        if syntax.is_deflated:
+            return _check_deflated(handle)
+        end = handle.seek(0, io.SEEK_END)
+        handle.seek(_data_set_offset(handle))
+        walker = _Walker(handle, syntax.is_little_endian, syntax.is_implicit_VR)
+        return walker.data_set(end)
+
+
+def _data_set_offset(handle: BinaryIO) -> int:
+    handle.seek(128 + 4)
+    group_length = struct.unpack("<HH2sHL", handle.read(12))[4]
+    return 128 + 4 + 12 + int(group_length)
+
+
+def _check_deflated(handle: BinaryIO) -> str:
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = bytearray()
+    while chunk := handle.read(1 << 20):
+        inflated += inflater.decompress(chunk, MAX_INFLATED - len(inflated))
+        if len(inflated) >= MAX_INFLATED:
+            raise EncodingError("deflated data set inflates beyond 4 GiB")
+    inflated += inflater.flush()
+    buffer = io.BytesIO(bytes(inflated))
+    return _Walker(buffer, True, False).data_set(len(inflated))
+
+
+class _Walker:
+    def __init__(self, handle: BinaryIO, little: bool, implicit: bool) -> None:
+        self._handle = handle
+        self._order = "<" if little else ">"
+        self._implicit = implicit
+        self._sop_instance_uid = ""
+
+    def data_set(self, end: int) -> str:
+        start = self._handle.tell()
+        if not self._implicit and start + 6 <= end:
+            # Like pydicom, accept implicit VR data under an explicit VR transfer syntax.
+            self._handle.seek(start + 4)
+            if self._handle.read(2) not in LONG_VRS | SHORT_VRS:
+                self._implicit = True
+            self._handle.seek(start)
+        self._elements(end, depth=0, until_item_end=False)
+        if not self._sop_instance_uid:
+            raise EncodingError("the data set has no SOP Instance UID (0008,0018)")
+        return self._sop_instance_uid
+
+    def _read(self, size: int, what: str) -> bytes:
+        chunk = self._handle.read(size)
+        if len(chunk) != size:
+            raise EncodingError(f"the file ends inside {what} at byte {self._handle.tell()}")
+        return chunk
+
+    def _tag(self) -> tuple[int, int]:
+        group, element = struct.unpack(self._order + "HH", self._read(4, "an element tag"))
+        return int(group), int(element)
+
+    def _elements(self, end: int, depth: int, until_item_end: bool) -> None:
+        if depth > MAX_DEPTH:
+            raise EncodingError(f"sequences nested deeper than {MAX_DEPTH}")
+        while self._handle.tell() < end:
+            tag = self._tag()
+            if tag == ITEM_END and until_item_end:
+                self._read(4, "an item delimiter")
+                return
+            vr, length = self._header(tag)
+            name = f"element ({tag[0]:04X},{tag[1]:04X})"
+            if length == UNDEFINED:
+                if vr in (b"SQ", b"UN", None):
+                    self._items(end, depth + 1, name)
+                elif tag == PIXEL_DATA:
+                    self._fragments(end, name)
+                else:
+                    raise EncodingError(f"{name} has an undefined length but VR {vr!r}")
+                continue
+            value_start = self._handle.tell()
+            if value_start + length > end:
+                raise EncodingError(
+                    f"{name} claims {length} bytes but only {end - value_start} remain"
+                )
+            if vr == b"SQ":
+                self._items(value_start + length, depth + 1, name, defined=True)
+            elif tag == SOP_INSTANCE_UID and depth == 0:
+                value = self._read(length, name).rstrip(b"\0 ")
+                self._sop_instance_uid = value.decode("ascii", "replace")
+            else:
+                self._handle.seek(value_start + length)
+        if until_item_end:
+            raise EncodingError("an item of undefined length is never closed")
+
+    def _header(self, tag: tuple[int, int]) -> tuple[bytes | None, int]:
+        if self._implicit or tag[0] == 0xFFFE:
+            return None, int(struct.unpack(self._order + "L", self._read(4, "a length"))[0])
+        vr = self._read(2, "a value representation")
+        if vr in LONG_VRS:
+            self._read(2, "reserved bytes")
+            return vr, int(struct.unpack(self._order + "L", self._read(4, "a length"))[0])
+        if vr in SHORT_VRS:
+            return vr, int(struct.unpack(self._order + "H", self._read(2, "a length"))[0])
+        raise EncodingError(f"element ({tag[0]:04X},{tag[1]:04X}) has an unknown VR {vr!r}")
+
+    def _items(self, end: int, depth: int, name: str, defined: bool = False) -> None:
+        # An undefined-length UN holds implicit VR little endian data (PS3.5 6.2.2).
+        while True:
+            if defined and self._handle.tell() >= end:
+                return
+            tag = self._tag()
+            length = int(struct.unpack(self._order + "L", self._read(4, "a length"))[0])
+            if tag == SEQUENCE_END and not defined:
+                return
+            if tag != ITEM:
+                raise EncodingError(f"{name}: expected an item, found ({tag[0]:04X},{tag[1]:04X})")
+            if length == UNDEFINED:
+                self._elements(end, depth, until_item_end=True)
+            elif self._handle.tell() + length > end:
+                raise EncodingError(f"{name}: an item claims {length} bytes past its end")
+            else:
+                self._elements(self._handle.tell() + length, depth, until_item_end=False)
+
+    def _fragments(self, end: int, name: str) -> None:
+        while True:
+            tag = self._tag()
+            length = int(struct.unpack(self._order + "L", self._read(4, "a length"))[0])
+            if tag == SEQUENCE_END:
+                return
+            if tag != ITEM or self._handle.tell() + length > end:
+                raise EncodingError(f"{name}: a pixel data fragment is cut short or malformed")
+            self._handle.seek(self._handle.tell() + length)
