@@ -144,5 +144,7 @@ class Listener:
         log.info("receiver.stopped")
 
     def _active(self) -> Sequence[Any]:
+        """Associations with work in flight; a connection still waiting to send its
+        association request (a port probe, say) is not worth waiting for."""
         assert self._ae is not None
-        return [assoc for assoc in self._ae.active_associations if assoc.is_alive()]
+        return [assoc for assoc in self._ae.active_associations if assoc.is_established]

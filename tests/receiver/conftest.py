@@ -49,11 +49,12 @@ def published(server: ServerUnderTest) -> list[InstanceReceived]:
     if isinstance(bus, MemoryBus):
         bodies = bus.waiting("router")
     else:
-        bodies = server.call(_peek_amqp(server.settings.bus.url, server.settings.bus.exchange))
+        bodies = server.call(peek_amqp(server.settings.bus.url, server.settings.bus.exchange))
     return [InstanceReceived.model_validate_json(body) for body in bodies]
 
 
-async def _peek_amqp(url: str, exchange: str) -> list[bytes]:
+async def peek_amqp(url: str, exchange: str) -> list[bytes]:
+    """The bodies waiting in the router's queue on RabbitMQ, left in place."""
     import aio_pika
 
     connection = await aio_pika.connect(url)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pydicom
-from pydicom.data import get_testdata_file
 
 from tests.conftest import Backend
 from tests.receiver.conftest import StartServer, published
 from tests.support import dcmtk
+from tests.support.services import sample
 
 
 def test_echoscu_gets_success(backend: Backend, start_server: StartServer) -> None:
@@ -24,7 +22,7 @@ def test_storescu_instances_are_spooled_and_published(
     backend: Backend, start_server: StartServer
 ) -> None:
     server = start_server(backend)
-    files = [Path(get_testdata_file(name)) for name in ("CT_small.dcm", "MR_small.dcm")]
+    files = [sample(name) for name in ("CT_small.dcm", "MR_small.dcm")]
     outcome = dcmtk.storescu(server.port, files)
     assert outcome.store_statuses == ["Success", "Success"], outcome.output
 
@@ -35,9 +33,9 @@ def test_storescu_instances_are_spooled_and_published(
         # storescu drops Data Set Trailing Padding when it sends; everything else arrives.
         original = pydicom.dcmread(originals[uid])
         original.pop(0xFFFCFFFC, None)
-        received = pydicom.dcmread(path)
-        assert received == original
-        assert received.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+        arrived = pydicom.dcmread(path)
+        assert arrived == original
+        assert arrived.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
 
     messages = {message.sop_instance_uid: message for message in published(server)}
     assert messages.keys() == originals.keys()

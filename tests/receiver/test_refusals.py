@@ -14,18 +14,17 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import AE, _config
-from pynetdicom.sop_class import CTImageStorage
 
 from tests.receiver.conftest import StartServer
 from tests.support import dcmtk
 from tests.support.proxy import BrokerProxy
 from tests.support.server import ServerUnderTest
+from tests.support.services import sample
 
-CT = Path(get_testdata_file("CT_small.dcm"))
-MR = Path(get_testdata_file("MR_small.dcm"))
+CT = sample("CT_small.dcm")
+MR = sample("MR_small.dcm")
 
 
 def nothing_kept(server: ServerUnderTest) -> bool:
@@ -116,7 +115,7 @@ def garbage_instance(folder: Path) -> Path:
     meta = pydicom.dcmread(CT, stop_before_pixels=True).file_meta
     with path.open("wb") as handle:
         handle.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(handle, meta, enforce_standard=True)
+        write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
         handle.write(b"\x08\x00\x18\x00UI\xf0\xff" + b"1.2.3" * 7)
     return path
 
@@ -127,7 +126,7 @@ def test_undecodable_data_set_is_refused_and_quarantined(
     server = start_server()
     sop_instance_uid = pydicom.dcmread(CT, stop_before_pixels=True).SOPInstanceUID
     ae = AE(ae_title="HOSTILE")
-    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    ae.add_requested_context(pydicom.uid.CTImageStorage, "1.2.840.10008.1.2.1")
     _config.STORE_SEND_CHUNKED_DATASET = True  # sends the file's bytes without parsing them
     try:
         association = ae.associate("127.0.0.1", server.port, ae_title="STORE_SERVER")

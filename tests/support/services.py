@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -114,3 +115,12 @@ def free_tcp_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def sample(name: str) -> Path:
+    """A file of pydicom's bundled test data (or pydicom-data), never downloaded."""
+    from pydicom.data import get_testdata_file
+
+    found = get_testdata_file(name, download=False)
+    assert isinstance(found, str), f"{name} is not in the installed test data"
+    return Path(found)

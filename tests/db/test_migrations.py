@@ -1,0 +1,96 @@
+"""The index schema: migrations create exactly what the code queries, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from shared.db.engine import create_engine, current_revision, open_index
+from shared.db.schema import metadata
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/index.sqlite"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def schema_differences(connection: sa.Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrations_create_the_schema_the_code_uses(database_url: str) -> None:
+    engine = await open_index(database_url, 10)
+    try:
+        assert await current_revision(engine) == "0001"
+        async with engine.connect() as connection:
+            assert await connection.run_sync(schema_differences) == []
+            tables = await connection.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+        assert {"accounts", "physician_names", "patients", "studies", "series", "instances"} <= (
+            tables
+        )
+        assert {"study_bindings", "audit_events"} <= tables
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrading_twice_changes_nothing(database_url: str) -> None:
+    for _ in range(2):
+        engine = await open_index(database_url, 10)
+        await engine.dispose()
+    engine = create_engine(database_url)
+    try:
+        assert await current_revision(engine) == "0001"
+    finally:
+        await engine.dispose()
+
+
+def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("store-server")
+    return subprocess.run(
+        [str(command), *arguments], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_db_commands_find_the_index_like_the_server(tmp_path: Path) -> None:
+    assert store_server("db", "current", "--data-dir", str(tmp_path)).stdout.startswith("empty")
+    upgraded = store_server("db", "upgrade", "--data-dir", str(tmp_path))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.strip() == "index at revision 0001"
+    assert (tmp_path / "index.sqlite").is_file()
+    assert store_server("db", "current", "--data-dir", str(tmp_path)).stdout.strip() == "0001"
+
+
+def test_three_processes_migrating_at_once_on_postgresql(postgres_url: str) -> None:
+    runs = [
+        subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("store-server")),
+                "db",
+                "upgrade",
+                "--database",
+                postgres_url,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outcomes = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outcomes
+    engine = create_engine(postgres_url)
+    try:
+        assert asyncio.run(current_revision(engine)) == "0001"
+    finally:
+        asyncio.run(engine.dispose())
