@@ -124,3 +124,8 @@ def test_receiver_alone_refuses_the_in_process_bus(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "bus.url: the receiver on its own needs an amqp:// bus" in result.stderr
+
+
+def test_the_example_file_is_valid_and_holds_the_defaults() -> None:
+    example = Path(__file__).parents[2] / "docs" / "store-server.example.toml"
+    assert load_settings(example).model_dump() == load_settings(None).model_dump()
