@@ -7,8 +7,9 @@ import asyncio
 
 from services.app import serve
 from services.cli.options import add_settings_flags, settings_from_args
+from shared.dicom.net import storage
 from shared.log import configure_logging
-from shared.settings import Settings, SettingsError
+from shared.settings import SettingsError
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,14 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     receiver.set_defaults(handler=_receiver)
 
 
-def _start_logging(settings: Settings) -> None:
-    configure_logging(settings.log_file, settings.log.level)
-
-
 def _run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    _start_logging(settings)
-    return asyncio.run(serve(settings, receiver=True, index=True))
+    return storage(settings_from_args(args))
 
 
 def _receiver(args: argparse.Namespace) -> int:
@@ -48,5 +43,5 @@ def _receiver(args: argparse.Namespace) -> int:
             "bus.url: the receiver on its own needs an amqp:// bus; memory:// only "
             "connects services inside one `store-server run` process"
         )
-    _start_logging(settings)
+    configure_logging(settings.log_file, settings.log.level)
     return asyncio.run(serve(settings, receiver=True, index=False))

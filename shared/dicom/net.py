@@ -1,4 +1,5 @@
-"""DICOM network tools: verification (C-ECHO) and sending files (C-STORE).
+"""DICOM network tools: verification (C-ECHO), sending files (C-STORE), and storage (the
+store server itself, started from the library).
 
 Both return results rather than print; every failure to reach or talk to the peer is a
 :class:`NetError`, and a file that cannot be sent is a failed :class:`SendResult`, never an
@@ -22,6 +23,8 @@ from pynetdicom.status import code_to_category
 
 from shared.dicom.contexts import UNCOMPRESSED, AssociationPlan, OutgoingInstance, plan_associations
 from shared.dicom.files import DicomFileError, read_dataset
+from shared.log import configure_logging
+from shared.settings import Settings
 
 VERIFICATION = UID("1.2.840.10008.1.1")
 DEFAULT_CALLING_AET = "STORE_SERVER"
@@ -156,6 +159,22 @@ def send(
         for result in _send_plan(peer, plan):
             record(result)
     return SendSummary(results)
+
+
+def storage(settings: Settings) -> int:
+    """Run the store server on ``settings`` until SIGTERM or SIGINT; return the exit code.
+
+    The same as ``store-server run``: the receiver and the services behind it, on the backends
+    the settings name, logging to the data directory and stdout.
+    """
+    import asyncio
+
+    # The services are built on shared/; importing them at call time keeps shared/ importable
+    # on its own.
+    from services.app import serve
+
+    configure_logging(settings.log_file, settings.log.level)
+    return asyncio.run(serve(settings, receiver=True, index=True))
 
 
 def client_tls_context(

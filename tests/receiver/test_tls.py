@@ -8,34 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from shared.dicom.net import NetError, client_tls_context, echo, send
 from tests.receiver.conftest import StartServer
 from tests.support import dcmtk
 from tests.support.services import free_tcp_port, require_tool, sample
 
 
-def make_certificate(folder: Path, name: str) -> tuple[Path, Path]:
+def make_certificate(folder: Path, name: str, address: str = "") -> tuple[Path, Path]:
     """A self-signed certificate and its key, made with the openssl command."""
     key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    subprocess.run(
-        [
-            require_tool("openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={name}",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    names = ["-addext", f"subjectAltName=IP:{address}"] if address else []
+    command = [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes"]
+    command += ["-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}"]
+    subprocess.run([*command, *names], check=True, capture_output=True)
     return key, cert
 
 
@@ -76,3 +61,24 @@ def test_tls_listener_with_client_certificates(
     assert stranger.returncode != 0  # its certificate is not signed by the configured CA
     assert plain_on_tls_port.returncode != 0
     assert dcmtk.echoscu(server.port).returncode == 0  # the plain listener still answers
+
+
+def test_toolkit_echo_and_send_over_tls(
+    start_server: StartServer, certificates: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    key, cert = make_certificate(tmp_path, "localhost", address="127.0.0.1")
+    tls_port = free_tcp_port()
+    server = start_server(receiver={"tls": {"port": tls_port, "cert": cert, "key": key}})
+    context = client_tls_context(ca_file=cert)
+
+    echoed = echo("127.0.0.1", tls_port, called_aet="STORE_SERVER", tls=context)
+    summary = send(
+        "127.0.0.1", tls_port, [sample("CT_small.dcm")], called_aet="STORE_SERVER", tls=context
+    )
+    untrusted = client_tls_context(ca_file=certificates["stranger"][1])
+
+    assert echoed.ok
+    assert [result.status for result in summary.results] == [0]
+    assert len(server.spool) == 1
+    with pytest.raises(NetError):
+        echo("127.0.0.1", tls_port, called_aet="STORE_SERVER", tls=untrusted, timeout=5)

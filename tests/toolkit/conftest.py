@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pydicom.data import get_testdata_file
 
-# DCMTK waits for delayed ACKs (about 40 ms a message) unless told not to.
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+from tests.support import dcmtk, services
 
-
-def require_tool(name: str) -> str:
-    """The tool's path; a missing tool fails under CI (STORE_SERVER_TEST_REQUIRE_SERVICES=1)."""
-    found = shutil.which(name)
-    if found is None:
-        reason = f"{name} is not installed (apt: dcmtk / dicom3tools)"
-        if os.environ.get("STORE_SERVER_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
-
-
-def sample_file(name: str) -> Path:
-    """A file of pydicom's test data or of pydicom-data, resolved locally."""
-    found = get_testdata_file(name, download=False)
-    assert found is not None, f"{name} is not in the installed test data"
-    return Path(found)
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# One home for the helpers every tier uses; kept under these names for the toolkit's tests.
+DCMTK_ENV = dcmtk.ENVIRONMENT
+require_tool = services.require_tool
+sample_file = services.sample
+unused_port = services.free_tcp_port
 
 
 @dataclass(frozen=True)
@@ -70,15 +46,11 @@ def start_storescp(tmp_path: Path) -> Iterator[Callable[..., StoreSCP]]:
             stderr=subprocess.DEVNULL,
         )
         running.append(process)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "storescp exited at start"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return StoreSCP(port, received)
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"storescp did not listen on {port}")
+        try:
+            services.wait_for_port(port)
+        except OSError:
+            pytest.fail(f"storescp did not listen on {port} (exit code {process.poll()})")
+        return StoreSCP(port, received)
 
     yield start
     for process in running:

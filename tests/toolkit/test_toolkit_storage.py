@@ -1,0 +1,46 @@
+"""``storage``: the store server started from the library, as a site script would."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.dicom.net import echo, send
+from tests.support.services import free_tcp_port, sample, wait_for_port
+
+SCRIPT = """
+import sys
+from pathlib import Path
+from shared.dicom.net import storage
+from shared.settings import load_settings
+
+settings = load_settings(None, {
+    "data_dir": Path(sys.argv[1]),
+    "receiver": {"host": "127.0.0.1", "port": int(sys.argv[2]), "ae_title": "SITE_ARCHIVE"},
+})
+sys.exit(storage(settings))
+"""
+
+
+def test_storage_runs_the_server_until_sigterm(tmp_path: Path) -> None:
+    port = free_tcp_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, within=30)
+        echoed = echo("127.0.0.1", port, called_aet="SITE_ARCHIVE")
+        sent = send("127.0.0.1", port, [sample("MR_small.dcm")], called_aet="SITE_ARCHIVE")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+    assert echoed.ok
+    assert sent.failed == 0 and sent.sent == 1
+    assert len(list((tmp_path / "spool").glob("*.dcm"))) == 1
+    assert (tmp_path / "logs" / "store-server.log").is_file()
+    assert (tmp_path / "index.sqlite").is_file()
