@@ -1,15 +1,17 @@
 """Run services in one process: the embedded server (`run`) and the single-service commands.
 
-Connections are made here, inside the running loop, and passed to each service. SIGTERM and
-SIGINT stop the services in order: the receiver stops accepting and finishes the stores in
-flight, consumers finish their deliveries, then the bus and the database are closed.
+Connections are made here, inside the running loop, and passed to each service. Services
+start consumers first and the receiver last, and stop in the reverse order on SIGTERM or
+SIGINT: the receiver stops accepting and finishes the stores in flight, then each consumer
+finishes its deliveries (on the in-process bus, it first works through what is queued for it),
+then the bus and the database are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +24,8 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
+Stop = Callable[[], Awaitable[None]]
+
 
 @dataclass
 class Running:
@@ -31,51 +35,81 @@ class Running:
     bus: Bus
     engine: AsyncEngine | None = None
     receiver: Receiver | None = None
-    stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    stoppers: list[Stop] = field(default_factory=list)
+
+    @property
+    def index(self) -> AsyncEngine:
+        assert self.engine is not None, "this role needs the index database"
+        return self.engine
 
     async def stop(self) -> None:
         for stop in reversed(self.stoppers):
             await stop()
+        self.stoppers.clear()
         await self.bus.close()
         if self.engine is not None:
             await self.engine.dispose()
         log.info("process.stopped")
 
 
-async def start(settings: Settings, *, receiver: bool, index: bool) -> Running:
-    """Connect the bus (and the index when ``index``), then start the asked-for services."""
+async def _start_receiver(running: Running) -> Stop:
+    receiver = Receiver(running.settings, running.bus)
+    await receiver.start()
+    running.receiver = receiver
+    return receiver.stop
+
+
+Starter = Callable[[Running], Awaitable[Stop]]
+
+# In start order: the receiver last, so that it stops first.
+STARTERS: dict[str, Starter] = {
+    "receiver": _start_receiver,
+}
+EMBEDDED = tuple(STARTERS)
+NEEDS_INDEX = frozenset(STARTERS) - {"receiver"}
+
+
+async def start(settings: Settings, roles: Collection[str], *, index: bool = False) -> Running:
+    """Connect the bus (and the index when a role needs it, or ``index``), start ``roles``."""
+    unknown = set(roles) - set(STARTERS)
+    if unknown:
+        raise ValueError(f"unknown service roles: {sorted(unknown)}")
     for directory in (settings.data_dir, settings.spool_dir, settings.quarantine_dir):
         directory.mkdir(parents=True, exist_ok=True)
     bus = open_bus(settings.bus)
     await bus.start()
     running = Running(settings=settings, bus=bus)
     try:
-        if index:
+        if index or NEEDS_INDEX & set(roles):
             running.engine = await open_index(
                 settings.database_url, settings.database.connect_timeout
             )
-        if receiver:
-            running.receiver = Receiver(settings, bus)
-            await running.receiver.start()
-            running.stoppers.append(running.receiver.stop)
+        for role, starter in STARTERS.items():
+            if role in roles:
+                running.stoppers.append(await starter(running))
     except BaseException:
         await running.stop()
         raise
     return running
 
 
-async def serve(settings: Settings, *, receiver: bool, index: bool) -> int:
+async def serve(settings: Settings, roles: Collection[str], *, index: bool = False) -> int:
     """Start, run until SIGTERM or SIGINT, stop in order; the process exit code."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     try:
-        running = await start(settings, receiver=receiver, index=index)
+        running = await start(settings, roles, index=index)
     except ConnectionError as error:
         log.error("process.start_failed", error=str(error))
         return 1
-    log.info("process.started", bus=redact(settings.bus.url), data_dir=str(settings.data_dir))
+    log.info(
+        "process.started",
+        roles=sorted(roles),
+        bus=redact(settings.bus.url),
+        data_dir=str(settings.data_dir),
+    )
     await stopping.wait()
     log.info("process.stopping")
     await running.stop()

@@ -44,4 +44,4 @@ def _receiver(args: argparse.Namespace) -> int:
             "connects services inside one `store-server run` process"
         )
     configure_logging(settings.log_file, settings.log.level)
-    return asyncio.run(serve(settings, receiver=True, index=False))
+    return asyncio.run(serve(settings, {"receiver"}))

@@ -171,10 +171,10 @@ def storage(settings: Settings) -> int:
 
     # The services are built on shared/; importing them at call time keeps shared/ importable
     # on its own.
-    from services.app import serve
+    from services.app import EMBEDDED, serve
 
     configure_logging(settings.log_file, settings.log.level)
-    return asyncio.run(serve(settings, receiver=True, index=True))
+    return asyncio.run(serve(settings, EMBEDDED, index=True))
 
 
 def client_tls_context(

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from services.app import Running, start
+from services.app import EMBEDDED, Running, start
 from shared.log import configure_logging
 from shared.settings import Settings, load_settings
 
@@ -55,7 +55,7 @@ class ServerUnderTest:
     def __enter__(self) -> ServerUnderTest:
         configure_logging(self.settings.log_file, "info")
         self._thread.start()
-        self.running = self.call(start(self.settings, receiver=True, index=self._index))
+        self.running = self.call(start(self.settings, EMBEDDED, index=self._index))
         return self
 
     def __exit__(
