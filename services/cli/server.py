@@ -1,15 +1,22 @@
-"""``store-server run`` (everything, one process) and ``store-server receiver`` (one service)."""
+"""``store-server run`` (everything, one process) and one command per service."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from services.app import serve
+from services.app import STARTERS, serve
 from services.cli.options import add_settings_flags, settings_from_args
 from shared.dicom.net import storage
 from shared.log import configure_logging
 from shared.settings import SettingsError
+
+SERVICE_HELP = {
+    "receiver": "the DICOM listener, publishing each instance to RabbitMQ",
+    "router": "one router worker: files received instances into their accounts",
+    "indexer": "one indexer worker: indexes filed instances in the database",
+    "scansheet": "one scan-sheet worker: writes the sheet of each completed study",
+}
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,25 +30,26 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     add_settings_flags(run, server=True)
     run.set_defaults(handler=_run)
 
-    receiver = commands.add_parser(
-        "receiver",
-        help="run the DICOM receiver alone (needs an amqp:// bus)",
-        description="Run only the DICOM listener, publishing each instance to RabbitMQ.",
-    )
-    add_settings_flags(receiver, server=True)
-    receiver.set_defaults(handler=_receiver)
+    for role in STARTERS:
+        service = commands.add_parser(
+            role,
+            help=f"run {SERVICE_HELP[role]} (needs an amqp:// bus)",
+            description=f"Run {SERVICE_HELP[role]}, on its own, as one process of many.",
+        )
+        add_settings_flags(service, server=role == "receiver")
+        service.set_defaults(handler=_one_service, role=role)
 
 
 def _run(args: argparse.Namespace) -> int:
     return storage(settings_from_args(args))
 
 
-def _receiver(args: argparse.Namespace) -> int:
+def _one_service(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.bus.url.startswith("memory://"):
         raise SettingsError(
-            "bus.url: the receiver on its own needs an amqp:// bus; memory:// only "
+            f"bus.url: the {args.role} on its own needs an amqp:// bus; memory:// only "
             "connects services inside one `store-server run` process"
         )
     configure_logging(settings.log_file, settings.log.level)
-    return asyncio.run(serve(settings, {"receiver"}))
+    return asyncio.run(serve(settings, {args.role}))
