@@ -148,6 +148,32 @@ study_bindings = sa.Table(
     sa.UniqueConstraint("account", "study_folder"),
 )
 
+# The router's claims, made before it moves a file: a series' folder within its study, and
+# each instance's file name. Unique constraints make concurrent routers agree.
+series_bindings = sa.Table(
+    "series_bindings",
+    metadata,
+    sa.Column("series_instance_uid", sa.String(64), primary_key=True),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False),
+    sa.Column("series_folder", sa.Text, nullable=False),
+    sa.Column("bound_at", Moment, nullable=False),
+    sa.UniqueConstraint("study_instance_uid", "series_folder"),
+)
+
+placements = sa.Table(
+    "placements",
+    metadata,
+    sa.Column("sop_instance_uid", sa.String(64), primary_key=True),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False, index=True),
+    sa.Column("series_instance_uid", sa.String(64), nullable=False),
+    sa.Column("echo_number", sa.Integer, nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("path", sa.Text, nullable=False, unique=True),
+    sa.Column("spool_name", sa.Text, nullable=False),
+    sa.Column("filed_at", Moment, nullable=False),
+    sa.Index("ix_placements_series_echo", "series_instance_uid", "echo_number"),
+)
+
 audit_events = sa.Table(
     "audit_events",
     metadata,

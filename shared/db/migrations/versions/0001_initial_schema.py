@@ -67,6 +67,36 @@ def upgrade() -> None:
         sa.UniqueConstraint("patient_id", "issuer", name=op.f("uq_patients_patient_id_issuer")),
     )
     op.create_table(
+        "series_bindings",
+        sa.Column("series_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("study_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("series_folder", sa.Text(), nullable=False),
+        sa.Column("bound_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("series_instance_uid", name=op.f("pk_series_bindings")),
+        sa.UniqueConstraint(
+            "study_instance_uid",
+            "series_folder",
+            name=op.f("uq_series_bindings_study_instance_uid_series_folder"),
+        ),
+    )
+    op.create_table(
+        "placements",
+        sa.Column("sop_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("study_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("series_instance_uid", sa.String(length=64), nullable=False),
+        sa.Column("echo_number", sa.Integer(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("path", sa.Text(), nullable=False),
+        sa.Column("spool_name", sa.Text(), nullable=False),
+        sa.Column("filed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("sop_instance_uid", name=op.f("pk_placements")),
+        sa.UniqueConstraint("path", name=op.f("uq_placements_path")),
+    )
+    op.create_index(op.f("ix_placements_study_instance_uid"), "placements", ["study_instance_uid"])
+    op.create_index(
+        "ix_placements_series_echo", "placements", ["series_instance_uid", "echo_number"]
+    )
+    op.create_table(
         "study_bindings",
         sa.Column("study_instance_uid", sa.String(length=64), nullable=False),
         sa.Column("account", sa.String(length=128), nullable=False),
@@ -203,6 +233,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("placements")
+    op.drop_table("series_bindings")
     with op.batch_alter_table("instances", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_instances_series_fk"))
 
