@@ -160,6 +160,62 @@ class DatabaseSettings(Section):
         return value
 
 
+STUDY_FOLDER_FIELDS = (
+    "patient_name",
+    "patient_id",
+    "study_date",
+    "study_time",
+    "study_description",
+    "accession",
+    "study_id",
+    "modality",
+    "study_key",
+    "study_uid_hash",
+)
+
+
+class AccountSeed(Section):
+    """An account declared in the config file; created at start-up when missing."""
+
+    name: str = Field(min_length=1, max_length=128)
+    physicians: list[str] = Field(default_factory=list)
+    home: Path | None = None
+    owner_uid: int | None = Field(default=None, ge=0)
+    owner_gid: int | None = Field(default=None, ge=0)
+
+
+class RouterSettings(Section):
+    """Filing: which account, which folder, which name, and what to do with a re-send."""
+
+    study_folder_template: str = Field(
+        default="{patient_name}_{study_date}_{study_key}",
+        description="fields: " + ", ".join(STUDY_FOLDER_FIELDS),
+    )
+    on_duplicate: Literal["replace", "keep-first"] = Field(
+        default="replace", description="the same SOP Instance UID sent again"
+    )
+    directory_mode: int = Field(default=0o750, ge=0, le=0o7777)
+    file_mode: int = Field(default=0o640, ge=0, le=0o7777)
+    prefetch: int = Field(default=16, ge=1, le=1000)
+    account_cache_seconds: float = Field(default=10.0, ge=0)
+
+    @field_validator("study_folder_template")
+    @classmethod
+    def _known_fields(cls, template: str) -> str:
+        import string
+
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        except ValueError as error:
+            raise ValueError(f"not a valid template: {error}") from None
+        unknown = sorted(set(names) - set(STUDY_FOLDER_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}; known: {list(STUDY_FOLDER_FIELDS)}")
+        if not names:
+            raise ValueError("must use at least one field")
+        return template
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: Path | None = Field(default=None, description="default: <data_dir>/logs/store-server.log")
@@ -176,6 +232,8 @@ class Settings(BaseSettings):
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    accounts: list[AccountSeed] = Field(default_factory=list)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @property
