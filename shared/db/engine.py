@@ -40,17 +40,30 @@ def create_engine(url: str) -> AsyncEngine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_async_engine(async_url(url), pool_size=5, max_overflow=10, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy, not the driver, says when a transaction begins (see _sqlite_begin_immediate).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: sa.Connection) -> None:
+    """Take SQLite's write lock when a transaction begins, not when it first writes.
+
+    A transaction that reads and then writes would otherwise fail at once with "database is
+    locked" whenever another connection wrote in between; taking the lock first makes it wait
+    (busy_timeout) instead, which is what concurrent routers in one process need.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def wait_for_database(engine: AsyncEngine, within: float) -> None:
