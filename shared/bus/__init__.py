@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.bus.base import (
     TOPOLOGY,
+    BatchHandler,
     Bus,
     DeadLetter,
     Delivery,
@@ -16,6 +17,7 @@ from shared.settings import BusSettings
 
 __all__ = [
     "TOPOLOGY",
+    "BatchHandler",
     "Bus",
     "DeadLetter",
     "Delivery",

@@ -18,6 +18,7 @@ arguments, and every process declares the whole topology.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 import aio_pika
@@ -32,13 +33,15 @@ from aio_pika.abc import (
 
 from shared.bus.base import (
     TOPOLOGY,
+    BatchHandler,
     DeadLetter,
     Handler,
     PublishError,
     backoff_seconds,
     consumer_for,
 )
-from shared.bus.dispatch import Action, dispatch
+from shared.bus.batch import Settle, deliver_batch, run_batches
+from shared.bus.dispatch import Action, Verdict, dispatch
 from shared.log import get_logger
 from shared.messages import Message
 from shared.settings import BusSettings
@@ -61,6 +64,7 @@ class AmqpBus:
         self._exchange: AbstractExchange | None = None
         self._consumers: list[tuple[AbstractChannel, AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._collectors: list[asyncio.Task[None]] = []
 
     @property
     def durable(self) -> bool:
@@ -184,9 +188,7 @@ class AmqpBus:
         handler: Handler,
         incoming: AbstractIncomingMessage,
     ) -> None:
-        headers = incoming.headers or {}
-        attempt = int(str(headers.get(ATTEMPT_HEADER, 1)))
-        routing_key = str(headers.get(ROUTING_KEY_HEADER, incoming.routing_key or ""))
+        routing_key, attempt = _origin(incoming)
         verdict = await dispatch(
             handler,
             role=role,
@@ -195,6 +197,62 @@ class AmqpBus:
             attempt=attempt,
             max_attempts=self._settings.max_attempts,
         )
+        await self._settle(channel, role, incoming, verdict)
+
+    async def consume_batch(
+        self,
+        role: str,
+        handler: BatchHandler,
+        *,
+        max_batch: int,
+        max_wait: float,
+        prefetch: int | None = None,
+    ) -> None:
+        consumer_for(role)
+        if self._connection is None:
+            raise RuntimeError("start() the bus before consuming")
+        channel = await self._connection.channel(publisher_confirms=True)
+        # A prefetch below the batch size would cap every batch at the prefetch.
+        await channel.set_qos(prefetch_count=max(prefetch or self._settings.prefetch, max_batch))
+        queue = await self._declare_queues(channel, role)
+        arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+        async def on_message(incoming: AbstractIncomingMessage) -> None:
+            arrived.put_nowait(incoming)
+
+        async def settle(incoming: AbstractIncomingMessage, verdict: Verdict) -> None:
+            await self._settle(channel, role, incoming, verdict)
+
+        bus = Settle[AbstractIncomingMessage](_as_sent, settle)
+
+        async def run(batch: list[AbstractIncomingMessage]) -> None:
+            if not batch:
+                return
+            task = asyncio.create_task(
+                deliver_batch(
+                    handler, batch, bus, role=role, max_attempts=self._settings.max_attempts
+                )
+            )
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            # Shielded: stopping the consumer lets the batch in hand finish.
+            await asyncio.shield(task)
+
+        tag = await queue.consume(on_message, no_ack=False)
+        self._consumers.append((channel, queue, tag))
+        self._collectors.append(
+            asyncio.create_task(run_batches(arrived, max_batch, max_wait, run), name=role)
+        )
+
+    async def _settle(
+        self,
+        channel: AbstractChannel,
+        role: str,
+        incoming: AbstractIncomingMessage,
+        verdict: Verdict,
+    ) -> None:
+        """Ack, or forward to the retry or dead-letter queue and then ack."""
+        routing_key, attempt = _origin(incoming)
         if verdict.action is not Action.ACK:
             name = self.queue_name(role)
             delay = backoff_seconds(
@@ -221,7 +279,12 @@ class AmqpBus:
                 log.error("bus.forward_failed", role=role, target=target, error=str(error))
                 await incoming.nack(requeue=True)
                 return
-        await incoming.ack()
+        try:
+            await incoming.ack()
+        except (aiormq.exceptions.AMQPError, RuntimeError) as error:
+            # The channel went away with the delivery unacked: the broker delivers it again
+            # and the consumer's idempotence absorbs it.
+            log.warning("bus.ack_failed", role=role, error=str(error))
 
     async def stop_consuming(self) -> None:
         consumers, self._consumers = self._consumers, []
@@ -230,6 +293,12 @@ class AmqpBus:
                 await queue.cancel(tag)
             except (aiormq.exceptions.AMQPError, RuntimeError) as error:
                 log.warning("bus.cancel_failed", queue=queue.name, error=str(error))
+        collectors, self._collectors = self._collectors, []
+        for task in collectors:
+            task.cancel()
+        for task in collectors:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         for channel, _queue, _tag in consumers:
@@ -268,6 +337,18 @@ class AmqpBus:
             await self._connection.close()
             self._connection = None
             self._exchange = None
+
+
+def _origin(incoming: AbstractIncomingMessage) -> tuple[str, int]:
+    """The routing key it was first published under, and which attempt this delivery is."""
+    headers = incoming.headers or {}
+    attempt = int(str(headers.get(ATTEMPT_HEADER, 1)))
+    return str(headers.get(ROUTING_KEY_HEADER, incoming.routing_key or "")), attempt
+
+
+def _as_sent(incoming: AbstractIncomingMessage) -> tuple[str, bytes, int]:
+    routing_key, attempt = _origin(incoming)
+    return routing_key, incoming.body, attempt
 
 
 def _death_reason(incoming: AbstractIncomingMessage) -> str:

@@ -68,6 +68,8 @@ class DeadLetter:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+# A batch handler gets every delivery of a batch at once; returning acks them all.
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
 class Bus(Protocol):
@@ -92,6 +94,23 @@ class Bus(Protocol):
 
     async def consume(self, role: str, handler: Handler, *, prefetch: int | None = None) -> None:
         """Start delivering the role's queue to ``handler``, ``prefetch`` at a time."""
+        ...
+
+    async def consume_batch(
+        self,
+        role: str,
+        handler: BatchHandler,
+        *,
+        max_batch: int,
+        max_wait: float,
+        prefetch: int | None = None,
+    ) -> None:
+        """Deliver the role's queue in batches: up to ``max_batch`` deliveries, or whatever
+        arrived within ``max_wait`` seconds of the first. A returning handler acks the whole
+        batch; a failing one is given each delivery alone, and each then gets the outcome of
+        :meth:`consume` (ack, retry, dead letter), so one bad message holds back no other.
+        Payloads that are not valid messages are dead-lettered before the handler sees them.
+        """
         ...
 
     async def stop_consuming(self) -> None:

@@ -1,7 +1,8 @@
 """Run a handler on one delivery and turn what happened into a bus action.
 
-Both bus implementations call :func:`dispatch`, so ack, retry and dead-letter decisions are made
-in one place and mean the same thing on either backend.
+Both bus implementations call :func:`dispatch` (and :mod:`shared.bus.batch` its two halves,
+:func:`decode_delivery` and :func:`judge`), so ack, retry and dead-letter decisions are made in
+one place and mean the same thing on either backend.
 """
 
 from __future__ import annotations
@@ -38,17 +39,36 @@ async def dispatch(
     max_attempts: int,
 ) -> Verdict:
     """Decode the body, run the handler, and say what to do with the delivery."""
+    decoded = decode_delivery(role=role, routing_key=routing_key, body=body, attempt=attempt)
+    if isinstance(decoded, Verdict):
+        return decoded
+    return await judge(handler, decoded, role=role, max_attempts=max_attempts)
+
+
+def decode_delivery(
+    *, role: str, routing_key: str, body: bytes, attempt: int
+) -> Delivery | Verdict:
+    """The delivery, or the dead-letter verdict for a body that is not a valid message."""
     try:
         message = decode(routing_key, body)
     except MessageError as error:
         log.error("message.poison", role=role, routing_key=routing_key, error=str(error))
         return Verdict(Action.DEAD_LETTER, str(error))
-    context = {"role": role, "routing_key": routing_key, "attempt": attempt}
-    sop_instance_uid = getattr(message, "sop_instance_uid", None)
+    return Delivery(message=message, routing_key=routing_key, attempt=attempt)
+
+
+async def judge(handler: Handler, delivery: Delivery, *, role: str, max_attempts: int) -> Verdict:
+    """Run the handler on one decoded delivery and turn its outcome into a verdict."""
+    context: dict[str, object] = {
+        "role": role,
+        "routing_key": delivery.routing_key,
+        "attempt": delivery.attempt,
+    }
+    sop_instance_uid = getattr(delivery.message, "sop_instance_uid", None)
     if sop_instance_uid is not None:
         context["sop_instance_uid"] = sop_instance_uid
     try:
-        await handler(Delivery(message=message, routing_key=routing_key, attempt=attempt))
+        await handler(delivery)
     except Reject as error:
         log.error("message.rejected", reason=str(error), **context)
         return Verdict(Action.DEAD_LETTER, f"rejected: {error}")
@@ -59,8 +79,8 @@ async def dispatch(
         reason = f"{type(error).__name__}: {error}"
     else:
         return Verdict(Action.ACK)
-    if attempt >= max_attempts:
+    if delivery.attempt >= max_attempts:
         log.error("message.gave_up", reason=reason, max_attempts=max_attempts, **context)
-        return Verdict(Action.DEAD_LETTER, f"gave up after {attempt} attempts: {reason}")
+        return Verdict(Action.DEAD_LETTER, f"gave up after {delivery.attempt} attempts: {reason}")
     log.warning("message.retry", reason=reason, **context)
     return Verdict(Action.RETRY, reason)

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared.bus.base import (
     TOPOLOGY,
+    BatchHandler,
     DeadLetter,
     Handler,
     PublishError,
     backoff_seconds,
     consumer_for,
 )
-from shared.bus.dispatch import Action, dispatch
+from shared.bus.batch import Settle, deliver_batch, run_batches
+from shared.bus.dispatch import Action, Verdict, dispatch
 from shared.log import get_logger
 from shared.messages import Message
 from shared.settings import BusSettings
@@ -105,6 +108,65 @@ class MemoryBus:
             attempt=envelope.attempt,
             max_attempts=self._settings.max_attempts,
         )
+        self._settle(role, envelope, verdict)
+
+    async def consume_batch(
+        self,
+        role: str,
+        handler: BatchHandler,
+        *,
+        max_batch: int,
+        max_wait: float,
+        prefetch: int | None = None,
+    ) -> None:
+        # One collector per call: batches are the unit of concurrency, and ``prefetch`` has
+        # nothing to bound here since the queue is in this process already.
+        consumer_for(role)
+        task = asyncio.create_task(
+            self._work_batches(role, handler, max_batch, max_wait), name=f"consume-{role}"
+        )
+        self._workers.append(task)
+
+    async def _work_batches(
+        self, role: str, handler: BatchHandler, max_batch: int, max_wait: float
+    ) -> None:
+        queue = self._queues[role]
+        settle = Settle[_Envelope](
+            lambda e: (e.routing_key, e.body, e.attempt), self._settle_async(role)
+        )
+
+        async def run(envelopes: list[_Envelope]) -> None:
+            if not envelopes:
+                return
+            task = asyncio.create_task(
+                deliver_batch(
+                    handler,
+                    envelopes,
+                    settle,
+                    role=role,
+                    max_attempts=self._settings.max_attempts,
+                )
+            )
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            try:
+                # Shielded: stopping the consumer lets the batch in hand finish.
+                await asyncio.shield(task)
+            finally:
+                for _ in envelopes:
+                    queue.task_done()
+
+        await run_batches(queue, max_batch, max_wait, run)
+
+    def _settle_async(
+        self, role: str
+    ) -> Callable[[_Envelope, Verdict], Coroutine[None, None, None]]:
+        async def settle(envelope: _Envelope, verdict: Verdict) -> None:
+            self._settle(role, envelope, verdict)
+
+        return settle
+
+    def _settle(self, role: str, envelope: _Envelope, verdict: Verdict) -> None:
         if verdict.action is Action.RETRY:
             delay = backoff_seconds(
                 envelope.attempt, self._settings.retry_backoff, self._settings.retry_backoff_max
