@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.receiver.service import Receiver
+from services.router.service import Router
 from shared.bus import Bus, open_bus
 from shared.db.engine import open_index
 from shared.log import get_logger
@@ -59,10 +60,18 @@ async def _start_receiver(running: Running) -> Stop:
     return receiver.stop
 
 
+async def _start_router(running: Running) -> Stop:
+    router = Router(running.settings, running.index, running.bus)
+    await router.start()
+    # Stops delivering to every consumer of the process, letting deliveries in hand finish.
+    return running.bus.stop_consuming
+
+
 Starter = Callable[[Running], Awaitable[Stop]]
 
 # In start order: the receiver last, so that it stops first.
 STARTERS: dict[str, Starter] = {
+    "router": _start_router,
     "receiver": _start_receiver,
 }
 EMBEDDED = tuple(STARTERS)

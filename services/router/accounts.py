@@ -1,0 +1,184 @@
+"""Accounts: who owns a study, found by the physician names each account answers to.
+
+Accounts live in the database (``accounts``, ``physician_names``) and are managed with
+``store-server accounts``. ``Guest/<name>`` and ``Unknown`` are not accounts in the table:
+they are where the filing chain ends when no account answers, so those names are reserved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.router.naming import safe_component
+from services.router.physicians import match_keys
+from shared.db.schema import accounts, physician_names
+from shared.settings import AccountSeed
+
+GUEST = "Guest"
+UNKNOWN = "Unknown"
+RESERVED = {GUEST.casefold(), UNKNOWN.casefold()}
+
+
+class AccountError(ValueError):
+    """An account operation that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    home: Path | None = None
+    owner_uid: int | None = None
+    owner_gid: int | None = None
+    physicians: tuple[str, ...] = field(default_factory=tuple)
+
+    def home_under(self, accounts_root: Path) -> Path:
+        return self.home if self.home is not None else accounts_root / self.name
+
+
+def check_name(name: str) -> str:
+    if safe_component(name, "") != name or "." in name:
+        raise AccountError(
+            f"account name {name!r} must be letters, digits, '-', '_', '+', ',', '(' or ')'"
+        )
+    if name.casefold() in RESERVED:
+        raise AccountError(f"{name!r} is reserved for studies that no account claims")
+    return name
+
+
+def _keys(physician: str) -> list[str]:
+    keys = match_keys(physician)
+    if not keys:
+        raise AccountError(f"physician name {physician!r} has neither family nor given name")
+    return keys
+
+
+async def add_account(
+    connection: AsyncConnection,
+    name: str,
+    physicians: list[str],
+    *,
+    home: Path | None = None,
+    owner_uid: int | None = None,
+    owner_gid: int | None = None,
+) -> Account:
+    check_name(name)
+    existing = await connection.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
+    if existing is not None:
+        raise AccountError(f"account {name!r} exists already")
+    account_id = await connection.scalar(
+        accounts.insert()
+        .values(
+            name=name,
+            home=str(home) if home else None,
+            owner_uid=owner_uid,
+            owner_gid=owner_gid,
+            created_at=datetime.now(UTC),
+        )
+        .returning(accounts.c.id)
+    )
+    for physician in physicians:
+        await _add_physician(connection, int(account_id), physician)
+    return Account(name, home, owner_uid, owner_gid, tuple(physicians))
+
+
+async def _add_physician(connection: AsyncConnection, account_id: int, physician: str) -> None:
+    for key in _keys(physician):
+        taken = await connection.scalar(
+            sa.select(accounts.c.name)
+            .join(physician_names, physician_names.c.account_id == accounts.c.id)
+            .where(physician_names.c.match_key == key, accounts.c.id != account_id)
+        )
+        if taken is not None:
+            raise AccountError(f"{physician!r} already answers to account {taken!r}")
+        await connection.execute(
+            physician_names.insert()
+            .prefix_with("OR IGNORE", dialect="sqlite")
+            .values(account_id=account_id, name=physician, match_key=key)
+        )
+
+
+async def add_alias(connection: AsyncConnection, name: str, physician: str) -> None:
+    account_id = await connection.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
+    if account_id is None:
+        raise AccountError(f"no account {name!r}")
+    await _add_physician(connection, int(account_id), physician)
+
+
+async def remove_account(connection: AsyncConnection, name: str) -> None:
+    account_id = await connection.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
+    if account_id is None:
+        raise AccountError(f"no account {name!r}")
+    await connection.execute(
+        physician_names.delete().where(physician_names.c.account_id == account_id)
+    )
+    await connection.execute(accounts.delete().where(accounts.c.id == account_id))
+
+
+async def list_accounts(connection: AsyncConnection) -> list[Account]:
+    rows = (await connection.execute(sa.select(accounts).order_by(accounts.c.name))).mappings()
+    names = (
+        await connection.execute(
+            sa.select(physician_names.c.account_id, physician_names.c.name).order_by(
+                physician_names.c.id
+            )
+        )
+    ).all()
+    by_account: dict[int, list[str]] = {}
+    for account_id, physician in names:
+        listed = by_account.setdefault(account_id, [])
+        if physician not in listed:
+            listed.append(physician)
+    return [
+        Account(
+            name=row["name"],
+            home=Path(row["home"]) if row["home"] else None,
+            owner_uid=row["owner_uid"],
+            owner_gid=row["owner_gid"],
+            physicians=tuple(by_account.get(row["id"], [])),
+        )
+        for row in rows
+    ]
+
+
+async def seed_accounts(connection: AsyncConnection, seeds: list[AccountSeed]) -> int:
+    """Create the configured accounts that are missing and their missing aliases."""
+    existing = {account.name: account for account in await list_accounts(connection)}
+    created = 0
+    for seed in seeds:
+        if seed.name not in existing:
+            await add_account(
+                connection,
+                seed.name,
+                seed.physicians,
+                home=seed.home,
+                owner_uid=seed.owner_uid,
+                owner_gid=seed.owner_gid,
+            )
+            created += 1
+            continue
+        for physician in seed.physicians:
+            if physician not in existing[seed.name].physicians:
+                await add_alias(connection, seed.name, physician)
+    return created
+
+
+class Directory:
+    """The accounts as the router sees them: a match key to account lookup."""
+
+    def __init__(self, known: list[Account]) -> None:
+        self._by_key: dict[str, Account] = {}
+        for account in known:
+            for physician in account.physicians:
+                for key in match_keys(physician):
+                    self._by_key.setdefault(key, account)
+
+    def find(self, physician: str) -> Account | None:
+        for key in match_keys(physician):
+            if key in self._by_key:
+                return self._by_key[key]
+        return None

@@ -1,0 +1,46 @@
+"""Putting a file in its account: folders created with the configured mode and owner, the
+file moved atomically and durably."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from services.router.destination import Home
+from shared.files import atomic_move, fsync_directory
+
+
+def _own(path: Path, home: Home) -> None:
+    # Ownership can only be given away by root; as anyone else the files stay the service's.
+    if os.geteuid() == 0 and (home.owner_uid is not None or home.owner_gid is not None):
+        os.chown(
+            path,
+            home.owner_uid if home.owner_uid is not None else -1,
+            home.owner_gid if home.owner_gid is not None else -1,
+        )
+
+
+def ensure_directory(home: Home, directory: Path, mode: int) -> None:
+    """Create ``directory`` (inside ``home.path``) and its missing parents, durably."""
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=mode)
+        except FileExistsError:  # another router made it a moment ago
+            continue
+        path.chmod(mode)  # mkdir's mode is narrowed by the umask; the setting is meant
+        if path == home.path or home.path in path.parents:
+            _own(path, home)
+        fsync_directory(path.parent)
+
+
+def place(spooled: Path, target: Path, home: Home, directory_mode: int, file_mode: int) -> None:
+    """Move ``spooled`` to ``target`` (replacing what is there), then set mode and owner."""
+    ensure_directory(home, target.parent, directory_mode)
+    spooled.chmod(file_mode)
+    _own(spooled, home)
+    atomic_move(spooled, target)

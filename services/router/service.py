@@ -1,0 +1,42 @@
+"""The router service: consume ``instance.received``, file each instance, publish
+``instance.filed``. Run as many as needed; they agree through the database's claims."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.router.accounts import seed_accounts
+from services.router.filing import Filing
+from shared.bus import Bus, Delivery, Retry
+from shared.log import get_logger
+from shared.settings import Settings
+
+log = get_logger("services.router")
+
+# The database or its connection failing is worth a retry; the message is not at fault.
+TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, TimeoutError)
+
+
+class Router:
+    def __init__(self, settings: Settings, engine: AsyncEngine, bus: Bus) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._bus = bus
+        self._filing = Filing(settings, engine, bus)
+
+    async def start(self) -> None:
+        self._settings.accounts_dir.mkdir(parents=True, exist_ok=True)
+        if self._settings.accounts:
+            async with self._engine.begin() as connection:
+                created = await seed_accounts(connection, self._settings.accounts)
+            if created:
+                log.info("accounts.seeded", created=created)
+        await self._bus.consume("router", self._handle, prefetch=self._settings.router.prefetch)
+        log.info("router.started", prefetch=self._settings.router.prefetch)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            await self._filing.handle(delivery)
+        except TRANSIENT as error:
+            raise Retry(f"database unavailable: {type(error).__name__}: {error}") from error
