@@ -81,6 +81,11 @@ studies = sa.Table(
     sa.Column("series_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("first_received_at", Moment, nullable=True),
     sa.Column("last_received_at", Moment, nullable=True, index=True),
+    # Study-level attributes on which the study's instances disagreed: {attribute: [values
+    # offered besides the kept one]} (see docs/decisions.md, Indexer).
+    sa.Column("conflicts", Header, nullable=True),
+    # `store-server studies --account A`: one account's studies, newest first.
+    sa.Index(None, "account", "last_received_at"),
 )
 
 series = sa.Table(
