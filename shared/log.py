@@ -11,7 +11,7 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -19,8 +19,15 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _LEVELS["error"] = logging.ERROR
 
 
-def configure_logging(log_file: Path | None, level: str = "info") -> None:
-    """Route structlog and the standard library (pynetdicom, aio-pika) to file and stdout."""
+def configure_logging(
+    log_file: Path | None, level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Route structlog and the standard library (pynetdicom, aio-pika) to file and stdout.
+
+    ``stream`` replaces stdout: the one-shot commands log to stderr so that their output
+    (``--json`` for scripts) stays clean.
+    """
+    stream = stream or sys.stdout
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -46,15 +53,13 @@ def configure_logging(log_file: Path | None, level: str = "info") -> None:
         ],
     )
     console_renderer: Any = (
-        structlog.dev.ConsoleRenderer()
-        if sys.stdout.isatty()
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer() if stream.isatty() else structlog.processors.JSONRenderer()
     )
     console_formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared_processors,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([] if sys.stdout.isatty() else [structlog.processors.format_exc_info]),
+            *([] if stream.isatty() else [structlog.processors.format_exc_info]),
             console_renderer,
         ],
     )
@@ -62,7 +67,7 @@ def configure_logging(log_file: Path | None, level: str = "info") -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    console = logging.StreamHandler(sys.stdout)
+    console = logging.StreamHandler(stream)
     console.setFormatter(console_formatter)
     root.addHandler(console)
     if log_file is not None:

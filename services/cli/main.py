@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from services.cli import convert, database, network, server, tags
+from services.cli import accounts, convert, database, network, server, tags
+from shared.log import configure_logging
 from shared.settings import SettingsError
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (server, database, tags, convert, network)
+COMMAND_MODULES: tuple[ModuleType, ...] = (server, database, accounts, tags, convert, network)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Warnings and errors of one-shot commands go to stderr; servers log fully once started.
+    configure_logging(None, "warning", sys.stderr)
     try:
         exit_code: int = args.handler(args)
     except SettingsError as error:
