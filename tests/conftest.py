@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from services.app import EMBEDDED
 from tests.support import services
+from tests.support.server import ServerUnderTest, StartServer, server_settings
 
 
 @pytest.fixture
@@ -62,3 +65,31 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     exchange: str = request.getfixturevalue("exchange")
     database: str = request.getfixturevalue("postgres_url")
     return Backend("production", amqp, exchange, database)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, free_port: int) -> Iterator[StartServer]:
+    """Start a server (embedded backend unless told otherwise); stopped after the test."""
+    started: list[ServerUnderTest] = []
+
+    def starter(
+        backend: Backend | None = None,
+        roles: Collection[str] = EMBEDDED,
+        **overrides: Any,
+    ) -> ServerUnderTest:
+        chosen = backend or Backend("embedded", "memory://", "store-server", None)
+        settings = server_settings(
+            tmp_path / "data",
+            free_port,
+            bus_url=chosen.bus_url,
+            exchange=chosen.exchange,
+            database_url=chosen.database_url,
+            **overrides,
+        )
+        server = ServerUnderTest(settings, roles=roles).__enter__()
+        started.append(server)
+        return server
+
+    yield starter
+    for server in reversed(started):
+        server.__exit__(None, None, None)

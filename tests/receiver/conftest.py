@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.messages import InstanceReceived
-from tests.conftest import Backend
-from tests.support.server import ServerUnderTest, server_settings
-
-StartServer = Callable[..., ServerUnderTest]
+from tests.support.server import ServerUnderTest, StartServer
 
 
 @pytest.fixture
-def start_server(tmp_path: Path, free_port: int) -> Iterator[StartServer]:
-    """Start a server (embedded backend unless told otherwise); stopped after the test."""
-    started: list[ServerUnderTest] = []
+def start_server(start_server: StartServer) -> StartServer:
+    """The receiver on its own: what it spooled and published stays there to be checked."""
 
-    def starter(backend: Backend | None = None, **overrides: Any) -> ServerUnderTest:
-        chosen = backend or Backend("embedded", "memory://", "store-server", None)
-        settings = server_settings(
-            tmp_path / "data",
-            free_port,
-            bus_url=chosen.bus_url,
-            exchange=chosen.exchange,
-            database_url=chosen.database_url,
-            **overrides,
-        )
-        server = ServerUnderTest(settings).__enter__()
-        started.append(server)
-        return server
+    def receiver_only(*args: Any, **overrides: Any) -> ServerUnderTest:
+        return start_server(*args, roles=("receiver",), **overrides)
 
-    yield starter
-    for server in reversed(started):
-        server.__exit__(None, None, None)
+    return receiver_only
 
 
 def published(server: ServerUnderTest) -> list[InstanceReceived]:

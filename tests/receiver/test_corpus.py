@@ -20,9 +20,8 @@ from pydicom.data import get_testdata_files
 from pydicom.errors import InvalidDicomError
 
 from shared.dicom.net import send
-from tests.receiver.conftest import StartServer
 from tests.support import dcmtk
-from tests.support.server import ServerUnderTest
+from tests.support.server import ServerUnderTest, StartServer
 from tests.support.services import free_tcp_port, require_tool, wait_for_port
 
 BATCH = 30  # files per storescu run: keeps the proposed contexts under the 128 limit

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pydicom
 
 from tests.conftest import Backend
-from tests.receiver.conftest import StartServer, published
+from tests.receiver.conftest import published
 from tests.support import dcmtk
+from tests.support.server import StartServer
 from tests.support.services import sample
 
 

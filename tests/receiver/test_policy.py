@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.receiver.conftest import StartServer
 from tests.support import dcmtk
+from tests.support.server import StartServer
 
 
 def test_unknown_calling_ae_is_rejected_when_an_allowlist_is_set(

@@ -17,10 +17,9 @@ import pytest
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import AE, _config
 
-from tests.receiver.conftest import StartServer
 from tests.support import dcmtk
 from tests.support.proxy import BrokerProxy
-from tests.support.server import ServerUnderTest
+from tests.support.server import ServerUnderTest, StartServer
 from tests.support.services import sample
 
 CT = sample("CT_small.dcm")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shared.dicom.net import NetError, client_tls_context, echo, send
-from tests.receiver.conftest import StartServer
 from tests.support import dcmtk
+from tests.support.server import StartServer
 from tests.support.services import free_tcp_port, require_tool, sample
 
 

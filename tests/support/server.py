@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from shared.log import configure_logging
 from shared.settings import Settings, load_settings
 
 T = TypeVar("T")
+StartServer = Callable[..., "ServerUnderTest"]
 
 
 def server_settings(
@@ -45,8 +46,11 @@ def server_settings(
 class ServerUnderTest:
     """Context manager: the embedded services on a background loop."""
 
-    def __init__(self, settings: Settings, *, index: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, roles: Collection[str] = EMBEDDED, index: bool = True
+    ) -> None:
         self.settings = settings
+        self._roles = roles
         self._index = index
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -55,7 +59,7 @@ class ServerUnderTest:
     def __enter__(self) -> ServerUnderTest:
         configure_logging(self.settings.log_file, "info")
         self._thread.start()
-        self.running = self.call(start(self.settings, EMBEDDED, index=self._index))
+        self.running = self.call(start(self.settings, self._roles, index=self._index))
         return self
 
     def __exit__(

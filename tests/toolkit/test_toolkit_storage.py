@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from shared.dicom.net import echo, send
+from tests.support.process import wait_until
 from tests.support.services import free_tcp_port, sample, wait_for_port
 
 SCRIPT = """
@@ -35,12 +36,14 @@ def test_storage_runs_the_server_until_sigterm(tmp_path: Path) -> None:
         wait_for_port(port, within=30)
         echoed = echo("127.0.0.1", port, called_aet="SITE_ARCHIVE")
         sent = send("127.0.0.1", port, [sample("MR_small.dcm")], called_aet="SITE_ARCHIVE")
+        wait_until(lambda: any((tmp_path / "accounts").rglob("*.dcm")), message="never filed")
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
     finally:
         server.kill()
     assert echoed.ok
     assert sent.failed == 0 and sent.sent == 1
-    assert len(list((tmp_path / "spool").glob("*.dcm"))) == 1
+    [filed] = (tmp_path / "accounts").rglob("*.dcm")  # received, then filed by the router
+    assert filed.relative_to(tmp_path / "accounts").parts[0] == "Unknown"
     assert (tmp_path / "logs" / "store-server.log").is_file()
     assert (tmp_path / "index.sqlite").is_file()
