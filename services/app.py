@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.indexer.service import Indexer
 from services.receiver.service import Receiver
 from services.router.service import Router
 from shared.bus import Bus, open_bus
@@ -53,6 +54,12 @@ class Running:
         log.info("process.stopped")
 
 
+async def _start_indexer(running: Running) -> Stop:
+    indexer = Indexer(running.settings, running.bus, running.index)
+    await indexer.start()
+    return indexer.stop
+
+
 async def _start_receiver(running: Running) -> Stop:
     receiver = Receiver(running.settings, running.bus)
     await receiver.start()
@@ -71,6 +78,7 @@ Starter = Callable[[Running], Awaitable[Stop]]
 
 # In start order: the receiver last, so that it stops first.
 STARTERS: dict[str, Starter] = {
+    "indexer": _start_indexer,
     "router": _start_router,
     "receiver": _start_receiver,
 }
