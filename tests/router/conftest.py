@@ -25,7 +25,7 @@ def make_instance(
     study_uid: str,
     series_uid: str | None = None,
     sop_uid: str | None = None,
-    raw: dict[int, tuple[str, bytes]] | None = None,
+    raw: dict[int | None, tuple[str, bytes]] | None = None,
     **keywords: Any,
 ) -> Path:
     """A small MR instance; ``keywords`` set tags (None removes one), ``raw`` sets encoded
@@ -67,6 +67,7 @@ def make_instance(
         if value is not None:
             setattr(dataset, keyword, value)
     for tag, (vr, encoded) in (raw or {}).items():
+        assert tag is not None
         dataset[tag] = DataElement(tag, vr, encoded)
     path = folder / f"{sop_uid}.dcm"
     folder.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ def server_settings(
     database_url: str | None = None,
     receiver: dict[str, Any] | None = None,
     bus: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> Settings:
     return load_settings(
         None,
@@ -39,6 +40,7 @@ def server_settings(
             "receiver": {"host": "127.0.0.1", "port": port, **(receiver or {})},
             "bus": {"url": bus_url, "exchange": exchange, "connect_timeout": 10, **(bus or {})},
             "database": {"url": database_url, "connect_timeout": 10},
+            **sections,
         },
     )
 

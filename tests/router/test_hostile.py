@@ -1,0 +1,92 @@
+"""Tag values that reach a path are hostile until proven otherwise: whatever they hold, every
+file lands under the accounts root, and every instance is filed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydicom.datadict import dictionary_VR
+from pydicom.uid import generate_uid
+
+from shared.dicom.net import send
+from tests.router.conftest import StartServer, filed_files, make_instance, wait_for_filed
+
+HOSTILE = [
+    "../../etc",
+    "/",
+    "/etc/passwd",
+    "\\..\\windows",
+    "a\0b",
+    "..",
+    ".",
+    "x" * 300,
+    "",
+    "   ",
+    "Ünïcödé 山田 ☢",
+    "CON",
+    "~root",
+    "$(reboot)",
+    "-rf",
+    "name/../../../../tmp",
+]
+PATH_TAGS = [
+    "PatientName",
+    "PatientID",
+    "StudyDate",
+    "AccessionNumber",
+    "StudyID",
+    "SeriesDescription",
+    "ProtocolName",
+    "Modality",
+    "RequestingPhysician",
+    "ReferringPhysicianName",
+]
+
+
+def test_hostile_values_in_every_path_tag_stay_under_the_root(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server()
+    outgoing = tmp_path / "outgoing"
+    sent = []
+    for keyword in PATH_TAGS:
+        for value in HOSTILE:
+            if dictionary_VR(keyword) in {"DA", "CS"} and not value.isascii():
+                continue  # no character set applies to these VRs: not even writable
+            sent.append(
+                make_instance(
+                    outgoing,
+                    study_uid=str(generate_uid()),
+                    SpecificCharacterSet="ISO_IR 192",
+                    **{"SeriesDescription": None if keyword == "ProtocolName" else "T1"}
+                    | {keyword: value},
+                )
+            )
+    # Whatever the numbers say: absent, negative, absurd, or not numbers at all.
+    for numbers in ({"SeriesNumber": None}, {"InstanceNumber": -4}, {"EchoNumbers": "99999"}):
+        sent.append(make_instance(outgoing, study_uid=str(generate_uid()), **numbers))
+    summary = send("127.0.0.1", server.port, sent, called_aet="STORE_SERVER")
+    assert summary.failed == 0, [r for r in summary.results if not r.ok]
+
+    filed = wait_for_filed(server, len(sent))
+
+    root = server.settings.accounts_dir.resolve()
+    assert len(filed) == len(sent)
+    everything = [
+        Path(folder) / name
+        for folder, dirs, files in os.walk(server.settings.data_dir)
+        for name in dirs + files
+    ]
+    for path in everything:
+        resolved = path.resolve()
+        assert resolved.is_relative_to(server.settings.data_dir.resolve()), path
+        assert "\0" not in str(path)
+        assert all(len(part.encode()) <= 255 for part in path.parts)
+    for path in filed:
+        relative = path.resolve().relative_to(root)
+        assert ".." not in relative.parts
+        assert relative.parts[-3] == "Dicom"
+        assert all(part.strip() == part and part not in {"", ".", ".."} for part in relative.parts)
+    assert not list(server.settings.quarantine_dir.iterdir())
+    assert len(filed_files(server)) == len(sent)

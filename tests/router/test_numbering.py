@@ -1,0 +1,139 @@
+"""File names: series, echo and instance numbers, collisions, re-sends; never two copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import generate_uid
+
+from shared.db.audit import Action, AuditEvent, history
+from shared.dicom.net import send
+from tests.router.conftest import (
+    StartServer,
+    make_instance,
+    relative,
+    sop_uid_of,
+    wait_for_filed,
+)
+from tests.support.process import wait_until
+from tests.support.server import ServerUnderTest
+
+
+def send_all(server: ServerUnderTest, paths: list[Path]) -> None:
+    summary = send("127.0.0.1", server.port, paths, called_aet="STORE_SERVER")
+    assert summary.failed == 0, [r for r in summary.results if not r.ok]
+
+
+def names(server: ServerUnderTest, count: int) -> list[str]:
+    return [path.split("/", 2)[2] for path in relative(server, wait_for_filed(server, count))]
+
+
+def test_missing_numbers_and_collisions(
+    start_server: StartServer, tmp_path: Path, study_uid: str
+) -> None:
+    server = start_server()
+    series = str(generate_uid())
+    other_series = str(generate_uid())
+    paths = [
+        make_instance(tmp_path, study_uid=study_uid, series_uid=series, InstanceNumber=7),
+        # The same instance number again, another instance: the next free count.
+        make_instance(tmp_path, study_uid=study_uid, series_uid=series, InstanceNumber=7),
+        make_instance(tmp_path, study_uid=study_uid, series_uid=series, InstanceNumber=None),
+        make_instance(tmp_path, study_uid=study_uid, series_uid=series, EchoNumbers=2),
+        make_instance(
+            tmp_path,
+            study_uid=study_uid,
+            series_uid=other_series,
+            SeriesNumber=None,
+            SeriesDescription=None,
+            ProtocolName="localizer",
+            InstanceNumber=1234567,
+        ),
+    ]
+    for path in paths:  # one at a time, so the expected numbers are deterministic
+        send_all(server, [path])
+        wait_until(lambda: not server.spool, message="not filed")
+    assert sorted(names(server, 5)) == [
+        "Dicom/000_localizer/000-001-1234567.dcm",  # wider numbers widen the field
+        "Dicom/001_T1_axial/001-001-000001.dcm",  # no instance number: first free count
+        "Dicom/001_T1_axial/001-001-000007.dcm",
+        "Dicom/001_T1_axial/001-001-000008.dcm",  # 7 was taken
+        "Dicom/001_T1_axial/001-002-000001.dcm",  # echo 2
+    ]
+
+
+def test_two_series_with_one_name_get_two_folders(
+    start_server: StartServer, tmp_path: Path, study_uid: str
+) -> None:
+    server = start_server()
+    first = make_instance(tmp_path, study_uid=study_uid, SeriesNumber=3)
+    second = make_instance(tmp_path, study_uid=study_uid, SeriesNumber=3)
+    send_all(server, [first, second])
+    assert sorted(names(server, 2)) == [
+        "Dicom/003_T1_axial/003-001-000001.dcm",
+        "Dicom/003_T1_axial_2/003-001-000001.dcm",
+    ]
+
+
+def test_same_study_sent_again_replaces_never_duplicates(
+    start_server: StartServer, tmp_path: Path, study_uid: str
+) -> None:
+    server = start_server()
+    study = [
+        make_instance(tmp_path, study_uid=study_uid, InstanceNumber=n, SeriesNumber=1)
+        for n in range(1, 6)
+    ]
+    send_all(server, study)
+    first = names(server, 5)
+    # Changed content, same SOP Instance UIDs: the modality re-sends a corrected study.
+    for path in study:
+        dataset = pydicom.dcmread(path)
+        dataset.SeriesDescription = "T1 axial corrected"
+        dataset.save_as(path)
+    send_all(server, study)
+    wait_until(lambda: not server.spool, message="re-send not filed")
+    assert names(server, 5) == first  # same paths, one copy each
+    assert all(
+        pydicom.dcmread(p).SeriesDescription == "T1 axial corrected"
+        for p in wait_for_filed(server, 5)
+    )
+    events = server.call(audit(server, Action.REPLACED))
+    assert sorted(e.sop_instance_uid or "" for e in events) == sorted(map(sop_uid_of, study))
+
+
+def test_keep_first_drops_the_resent_copy(
+    start_server: StartServer, tmp_path: Path, study_uid: str
+) -> None:
+    server = start_server(router={"on_duplicate": "keep-first"})
+    path = make_instance(tmp_path, study_uid=study_uid, SeriesDescription="first")
+    send_all(server, [path])
+    wait_for_filed(server, 1)
+    dataset = pydicom.dcmread(path)
+    dataset.SeriesDescription = "second"
+    dataset.save_as(path)
+    send_all(server, [path])
+    wait_until(lambda: not server.spool, message="re-send not handled")
+    [kept] = wait_for_filed(server, 1)
+    assert pydicom.dcmread(kept).SeriesDescription == "first"
+    assert len(server.call(audit(server, Action.DUPLICATE))) == 1
+
+
+def test_unroutable_instance_is_quarantined_with_its_reason(
+    start_server: StartServer, tmp_path: Path, study_uid: str
+) -> None:
+    server = start_server()
+    path = make_instance(tmp_path, study_uid=study_uid, SeriesInstanceUID=None)
+    send_all(server, [path])
+    wait_until(lambda: any(server.settings.quarantine_dir.glob("*.reason.json")), message="q")
+    [reason] = server.settings.quarantine_dir.glob("*.reason.json")
+    assert "Series Instance UID is missing" in reason.read_text()
+    [event] = server.call(audit(server, Action.QUARANTINED))
+    assert event.sop_instance_uid == sop_uid_of(path)
+    assert not server.spool
+
+
+async def audit(server: ServerUnderTest, action: Action) -> list[AuditEvent]:
+    assert server.running is not None
+    async with server.running.index.connect() as connection:
+        return await history(connection, action=action)
