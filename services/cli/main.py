@@ -11,11 +11,19 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from services.cli import accounts, convert, database, network, server, tags
+from services.cli import accounts, convert, database, network, server, studies, tags
 from shared.log import configure_logging
 from shared.settings import SettingsError
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (server, database, accounts, tags, convert, network)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    server,
+    database,
+    accounts,
+    studies,
+    tags,
+    convert,
+    network,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from shared.db import audit
 from shared.db.schema import instances, series, studies
 from shared.messages import InstanceFiled
 from shared.settings import Settings, load_settings
+from tests.support import services
 
 ACCOUNT = "smith"
 FOLDER = "DOE^JANE_20261120_ACC42"
@@ -164,3 +165,7 @@ async def wait_for_instances(engine: AsyncEngine, count: int, within: float = 30
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"index holds {await counts(engine)}, expected {count} instances")
         await asyncio.sleep(0.05)
+
+
+def unique_exchange() -> str:
+    return services.unique_name("test")

@@ -1,0 +1,72 @@
+"""``store-server studies`` and ``store-server study`` over an index the indexer filled."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.indexer.conftest import indexer, publish
+from tests.indexer.filing import (
+    file_instance,
+    indexer_settings,
+    mr_study,
+    unique_exchange,
+    wait_for_instances,
+)
+
+
+def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("store-server")
+    return subprocess.run(
+        [str(command), *arguments], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_studies_and_study_show_what_was_indexed(tmp_path: Path) -> None:
+    settings = indexer_settings(tmp_path, "memory://", unique_exchange(), None)
+    brain = mr_study(3, 2, patient="Doe^Jane")
+    knee = mr_study(1, 2, patient="Roe^Richard")
+    filed = [file_instance(settings.accounts_dir, ds) for ds in brain]
+    filed += [file_instance(settings.accounts_dir, ds, account="jones") for ds in knee]
+    async with indexer(settings) as running:
+        await publish(running, filed)
+        await wait_for_instances(running.index, 8)
+
+    data_dir = ("--data-dir", str(tmp_path))
+    listed = store_server("studies", "--json", *data_dir)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert {row["study_instance_uid"] for row in rows} == {
+        brain[0].StudyInstanceUID,
+        knee[0].StudyInstanceUID,
+    }
+    by_patient = json.loads(
+        store_server("studies", "--patient", "doe^j", "--json", *data_dir).stdout
+    )
+    assert [row["patient_name"] for row in by_patient] == ["Doe^Jane"]
+    assert [(r["series_count"], r["instance_count"]) for r in by_patient] == [(3, 6)]
+    by_account = json.loads(
+        store_server("studies", "--account", "jones", "--json", *data_dir).stdout
+    )
+    assert [row["patient_name"] for row in by_account] == ["Roe^Richard"]
+    future = store_server("studies", "--since", "2999-01-01", "--json", *data_dir)
+    assert json.loads(future.stdout) == []
+    table = store_server("studies", *data_dir)
+    assert "Doe^Jane" in table.stdout and "2 studies" in table.stdout
+
+    shown = store_server("study", brain[0].StudyInstanceUID, "--json", *data_dir)
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert [s["number"] for s in detail["series"]] == [1, 2, 3]
+    assert [s["instance_count"] for s in detail["series"]] == [2, 2, 2]
+    assert [s["repetition_time"] for s in detail["series"]] == [600, 700, 800]
+    assert detail["patient"]["birth_date"] == "19800214"
+    text = store_server("study", brain[0].StudyInstanceUID, *data_dir).stdout
+    assert "3 series, 6 instances" in text and "T2 axial" in text
+
+    missing = store_server("study", "1.2.3.4", *data_dir)
+    assert missing.returncode == 1 and "no study 1.2.3.4" in missing.stderr
+    bad = store_server("studies", "--since", "last week", *data_dir)
+    assert bad.returncode == 2 and "--since" in bad.stderr
