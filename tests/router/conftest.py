@@ -26,7 +26,8 @@ def make_instance(
     series_uid: str | None = None,
     sop_uid: str | None = None,
     raw: dict[int | None, tuple[str, bytes]] | None = None,
-    **keywords: Any,
+    tags: dict[str, object] | None = None,
+    **keywords: object,
 ) -> Path:
     """A small MR instance; ``keywords`` set tags (None removes one), ``raw`` sets encoded
     values as a modality would write them in its character set."""
@@ -62,6 +63,7 @@ def make_instance(
         "PhotometricInterpretation": "MONOCHROME2",
         "PixelData": bytes(128),
     }
+    values.update(tags or {})
     values.update(keywords)
     for keyword, value in values.items():
         if value is not None:
