@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.indexer.header import STUDY_ATTRIBUTES, IndexedInstance
+from services.indexer.rollup import fit, record_conflicts, recount
 from shared.db import audit
 from shared.db.schema import instances, patients, series, studies
 from shared.log import get_logger
@@ -31,7 +32,6 @@ from shared.log import get_logger
 log = get_logger(__name__)
 
 SERVICE = "indexer"
-MAX_CONFLICT_VALUES = 10  # per attribute: enough to see the disagreement, bounded in size
 _PATIENT_FILL = ("name", "birth_date", "sex")
 _SERIES_FILL = tuple(
     c.name
@@ -97,7 +97,7 @@ async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance])
             _STUDY_FILL,
         )
     )
-    conflicts = await _record_conflicts(connection, ordered, [key for key, _ in study_rows])
+    conflicts = await record_conflicts(connection, ordered, [key for key, _ in study_rows])
     study_ids = await _ids(connection, studies, "study_instance_uid", [k for k, _ in study_rows])
 
     series_rows = _first_by(ordered, lambda i: i.message.series_instance_uid)
@@ -153,20 +153,10 @@ async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance])
     changed = {row.sop_instance_uid: row.series_fk for row in changed_rows}
     if changed:
         touched = set(changed.values()) | {before[uid] for uid in changed if uid in before}
-        await _recount(connection, touched)
+        await recount(connection, touched)
         await audit.record(connection, [_indexed(newest[uid], uid in before) for uid in changed])
     inserted = sum(uid not in before for uid in changed)
     return BatchOutcome(inserted, len(changed) - inserted, len(uids) - len(changed), conflicts)
-
-
-def fit(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
-    """Values cut to their column's width: PostgreSQL refuses what SQLite would keep."""
-    fitted = dict(values)
-    for name, value in values.items():
-        length = getattr(table.c[name].type, "length", None)
-        if isinstance(value, str) and length is not None and len(value) > length:
-            fitted[name] = value[:length]
-    return fitted
 
 
 def _first_by(ordered: list[IndexedInstance], key: Any) -> list[tuple[Any, IndexedInstance]]:
@@ -209,107 +199,6 @@ async def _ids(
     columns = [table.c.id, table.c[key], *([table.c[extra]] if extra else [])]
     rows = await connection.execute(sa.select(*columns).where(table.c[key].in_(set(values))))
     return {(row[1], row[2]) if extra else row[1]: row[0] for row in rows}
-
-
-async def _record_conflicts(
-    connection: AsyncConnection, ordered: list[IndexedInstance], study_uids: list[str]
-) -> int:
-    """Add the values this batch offers beside the kept ones to ``studies.conflicts``."""
-    columns = [studies.c[name] for name in STUDY_ATTRIBUTES]
-    kept_rows = await connection.execute(
-        sa.select(studies.c.id, studies.c.study_instance_uid, studies.c.conflicts, *columns).where(
-            studies.c.study_instance_uid.in_(study_uids)
-        )
-    )
-    updates: list[dict[str, Any]] = []
-    for row in kept_rows.mappings():
-        known: dict[str, list[str]] = {k: list(v) for k, v in (row["conflicts"] or {}).items()}
-        fresh: dict[str, list[str]] = {}
-        for item in ordered:
-            if item.message.study_instance_uid != row["study_instance_uid"]:
-                continue
-            for name in STUDY_ATTRIBUTES:
-                offered = fit(studies, item.study)[name]
-                seen = known.setdefault(name, [])
-                if offered not in (None, row[name], *seen) and len(seen) < MAX_CONFLICT_VALUES:
-                    seen.append(offered)
-                    fresh.setdefault(name, []).append(offered)
-        if fresh:
-            log.warning(
-                "index.study_conflict",
-                study_instance_uid=row["study_instance_uid"],
-                kept={name: row[name] for name in fresh},
-                offered=fresh,
-            )
-            updates.append({"key": row["id"], "conflicts": {k: v for k, v in known.items() if v}})
-    if updates:
-        await connection.execute(
-            studies.update()
-            .where(studies.c.id == sa.bindparam("key"))
-            .values(conflicts=sa.bindparam("conflicts")),
-            updates,
-        )
-    return len(updates)
-
-
-async def _recount(connection: AsyncConnection, series_ids: set[int]) -> None:
-    """Recompute series and study counts, modalities and received times from the rows."""
-    counts = dict.fromkeys(series_ids, 0)
-    for row in await connection.execute(
-        sa.select(instances.c.series_fk, sa.func.count())
-        .where(instances.c.series_fk.in_(series_ids))
-        .group_by(instances.c.series_fk)
-    ):
-        counts[row[0]] = row[1]
-    await connection.execute(
-        series.update()
-        .where(series.c.id == sa.bindparam("key"))
-        .values(instance_count=sa.bindparam("count")),
-        [{"key": key, "count": count} for key, count in counts.items()],
-    )
-    study_ids = sa.select(series.c.study_fk).where(series.c.id.in_(series_ids)).scalar_subquery()
-    totals = await connection.execute(
-        sa.select(
-            series.c.study_fk,
-            sa.func.count(sa.distinct(series.c.id)),
-            sa.func.count(instances.c.id),
-            sa.func.min(instances.c.received_at),
-            sa.func.max(instances.c.received_at),
-        )
-        .select_from(series.outerjoin(instances, instances.c.series_fk == series.c.id))
-        .where(series.c.study_fk.in_(study_ids))
-        .group_by(series.c.study_fk)
-    )
-    modalities: dict[int, set[str]] = {}
-    for row in await connection.execute(
-        sa.select(series.c.study_fk, series.c.modality)
-        .where(series.c.study_fk.in_(study_ids), series.c.modality.is_not(None))
-        .distinct()
-    ):
-        modalities.setdefault(row[0], set()).add(row[1])
-    await connection.execute(
-        studies.update()
-        .where(studies.c.id == sa.bindparam("key"))
-        .values(
-            series_count=sa.bindparam("series_count"),
-            instance_count=sa.bindparam("instance_count"),
-            first_received_at=sa.bindparam("first", type_=studies.c.first_received_at.type),
-            last_received_at=sa.bindparam("last", type_=studies.c.last_received_at.type),
-            modalities=sa.bindparam("modalities"),
-        ),
-        [
-            {
-                "key": row[0],
-                "series_count": row[1],
-                "instance_count": row[2],
-                "first": row[3],
-                "last": row[4],
-                # Separated as in (0008,0061) Modalities in Study.
-                "modalities": "\\".join(sorted(modalities.get(row[0], ()))) or None,
-            }
-            for row in totals
-        ],
-    )
 
 
 def _indexed(item: IndexedInstance, existed: bool) -> audit.AuditEvent:
