@@ -16,6 +16,7 @@ spool is (its queue died with the process). Consumers are idempotent either way.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -79,7 +80,9 @@ class Spool:
 
     def mark_published(self, path: Path) -> None:
         # Not fsynced on purpose: losing the mark in a crash only causes a harmless re-publish.
-        os.chmod(path, PUBLISHED_MODE)
+        # Gone already: a consumer took the confirmed message and filed the file, as it may.
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, PUBLISHED_MODE)
 
     def discard(self, path: Path) -> None:
         """Remove a spooled file whose publish failed (the sender was told to retry)."""
