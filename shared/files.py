@@ -59,6 +59,9 @@ def _copy_then_rename(source: Path, target: Path) -> None:
             writer.flush()
             os.fsync(writer.fileno())
         shutil.copymode(source, partial)
+        owner = source.stat()
+        if os.geteuid() == 0:  # only root can give a file away; keep the owner it was given
+            os.chown(partial, owner.st_uid, owner.st_gid)
         os.rename(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
