@@ -1,25 +1,12 @@
 """The RabbitMQ bus (aio-pika): durable topology, persistent messages, confirms, manual acks.
 
-Per consumer role ``R`` under exchange ``X``:
-
-- ``X`` (durable topic exchange) routes each message kind to the queues bound to it;
-- ``X.R`` (quorum queue) holds deliveries for the role's workers; a delivery that keeps
-  crashing its consumer before the ack is dead-lettered by the broker after
-  ``BROKER_DELIVERY_LIMIT`` deliveries;
-- ``X.R.retry`` (classic durable queue, no consumer) holds a retried message for its backoff
-  (per-message expiry), after which the broker dead-letters it back into ``X.R``;
-- ``X.R.dead`` (quorum queue, no consumer) keeps what was given up on, with the reason in the
-  headers, for an operator.
-
-Queue arguments are constants, not settings: RabbitMQ refuses to re-declare a queue with other
-arguments, and every process declares the whole topology.
+The queues each consumer role gets are laid out in :mod:`shared.bus.amqp_queues`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 
 import aio_pika
 import aiormq
@@ -31,6 +18,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from shared.bus.amqp_queues import (
+    ATTEMPT_HEADER,
+    REASON_HEADER,
+    ROUTING_KEY_HEADER,
+    declare_queues,
+    origin,
+    read_dead_letters,
+)
 from shared.bus.base import (
     TOPOLOGY,
     BatchHandler,
@@ -47,11 +42,6 @@ from shared.messages import Message
 from shared.settings import BusSettings
 
 log = get_logger(__name__)
-
-BROKER_DELIVERY_LIMIT = 20
-ATTEMPT_HEADER = "x-store-server-attempt"
-REASON_HEADER = "x-store-server-reason"
-ROUTING_KEY_HEADER = "x-store-server-routing-key"
 
 
 class AmqpBus:
@@ -106,27 +96,7 @@ class AmqpBus:
                 delay = min(delay * 2, 10.0)
 
     async def _declare_queues(self, channel: AbstractChannel, role: str) -> AbstractQueue:
-        name = self.queue_name(role)
-        await channel.declare_queue(
-            f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await channel.declare_queue(
-            f"{name}.retry",
-            durable=True,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": name},
-        )
-        return await channel.declare_queue(
-            name,
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-delivery-limit": BROKER_DELIVERY_LIMIT,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": f"{name}.dead",
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
+        return await declare_queues(channel, self.queue_name(role))
 
     async def publish(self, message: Message) -> None:
         await self.publish_raw(message.kind, message.to_bytes())
@@ -188,7 +158,7 @@ class AmqpBus:
         handler: Handler,
         incoming: AbstractIncomingMessage,
     ) -> None:
-        routing_key, attempt = _origin(incoming)
+        routing_key, attempt = origin(incoming)
         verdict = await dispatch(
             handler,
             role=role,
@@ -252,7 +222,7 @@ class AmqpBus:
         verdict: Verdict,
     ) -> None:
         """Ack, or forward to the retry or dead-letter queue and then ack."""
-        routing_key, attempt = _origin(incoming)
+        routing_key, attempt = origin(incoming)
         if verdict.action is not Action.ACK:
             name = self.queue_name(role)
             delay = backoff_seconds(
@@ -309,25 +279,7 @@ class AmqpBus:
             raise RuntimeError("start() the bus first")
         channel = await self._connection.channel()
         try:
-            queue = await channel.get_queue(f"{self.queue_name(role)}.dead", ensure=True)
-            held: list[AbstractIncomingMessage] = []
-            letters: list[DeadLetter] = []
-            while (incoming := await queue.get(no_ack=False, fail=False)) is not None:
-                held.append(incoming)
-                headers = {k: str(v) for k, v in (incoming.headers or {}).items()}
-                letters.append(
-                    DeadLetter(
-                        routing_key=headers.get(ROUTING_KEY_HEADER, incoming.type or ""),
-                        body=incoming.body,
-                        reason=headers.get(REASON_HEADER, _death_reason(incoming)),
-                        attempts=int(headers.get(ATTEMPT_HEADER, "1")),
-                        dead_at=incoming.timestamp or datetime.now(UTC),
-                        headers=headers,
-                    )
-                )
-            for incoming in held:  # leave them where they were
-                await incoming.nack(requeue=True)
-            return letters
+            return await read_dead_letters(channel, self.queue_name(role))
         finally:
             await channel.close()
 
@@ -339,22 +291,6 @@ class AmqpBus:
             self._exchange = None
 
 
-def _origin(incoming: AbstractIncomingMessage) -> tuple[str, int]:
-    """The routing key it was first published under, and which attempt this delivery is."""
-    headers = incoming.headers or {}
-    attempt = int(str(headers.get(ATTEMPT_HEADER, 1)))
-    return str(headers.get(ROUTING_KEY_HEADER, incoming.routing_key or "")), attempt
-
-
 def _as_sent(incoming: AbstractIncomingMessage) -> tuple[str, bytes, int]:
-    routing_key, attempt = _origin(incoming)
+    routing_key, attempt = origin(incoming)
     return routing_key, incoming.body, attempt
-
-
-def _death_reason(incoming: AbstractIncomingMessage) -> str:
-    """The reason the broker gave when it dead-lettered a message itself (delivery limit)."""
-    deaths = (incoming.headers or {}).get("x-death")
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        reason = deaths[0].get("reason", "unknown")
-        return f"broker: {reason.decode() if isinstance(reason, bytes) else reason}"
-    return "broker: delivery limit reached"
