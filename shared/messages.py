@@ -82,8 +82,30 @@ class StudyComplete(Message):
     last_received_at: datetime | None = None
 
 
+MppsStatus = Literal["IN PROGRESS", "COMPLETED", "DISCONTINUED"]
+
+
+class MppsUpdated(Message):
+    """The receiver got an MPPS N-CREATE or N-SET; the scan-sheet service records the step.
+
+    An N-SET carries only what changed: ``status`` and ``referenced_sop_instance_uids`` are
+    None when the request did not set them (an N-SET's Performed Series Sequence replaces the
+    whole list, so a given list is the step's complete list).
+    """
+
+    kind: ClassVar[str] = "mpps.updated"
+    version: Literal[1] = 1
+    step_uid: UID
+    operation: Literal["create", "set"]
+    status: MppsStatus | None
+    study_instance_uids: list[UID] = Field(default_factory=list, max_length=100)
+    referenced_sop_instance_uids: list[UID] | None = Field(default=None, max_length=100_000)
+    received_at: datetime
+    calling_ae: str
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    model.kind: model for model in (InstanceReceived, InstanceFiled, StudyComplete)
+    model.kind: model for model in (InstanceReceived, InstanceFiled, StudyComplete, MppsUpdated)
 }
 
 

@@ -241,6 +241,27 @@ class IndexerSettings(Section):
         return self
 
 
+class ScanSheetSettings(Section):
+    """When a study counts as complete, and how its scan sheet's thumbnails are made."""
+
+    stable_age: float = Field(
+        default=60.0, gt=0, description="seconds without a new instance before a study completes"
+    )
+    poll_interval: float = Field(
+        default=5.0, ge=0.05, le=300, description="seconds between the monitor's looks"
+    )
+    reannounce_after: float = Field(
+        default=600.0,
+        gt=0,
+        description="an announced study whose sheet is still not written is announced again",
+    )
+    prefetch: int = Field(default=4, ge=1, le=100)
+    thumbnail_size: int = Field(default=192, ge=32, le=1024)
+    thumbnail_timeout: float = Field(default=20.0, gt=0, description="seconds per image")
+    thumbnail_max_pixels: int = Field(default=50_000_000, ge=1, description="per frame")
+    thumbnail_workers: int = Field(default=2, ge=1, le=64, description="worker processes")
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: Path | None = Field(default=None, description="default: <data_dir>/logs/store-server.log")
@@ -259,6 +280,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    scansheet: ScanSheetSettings = Field(default_factory=ScanSheetSettings)
     accounts: list[AccountSeed] = Field(default_factory=list)
     log: LogSettings = Field(default_factory=LogSettings)
 

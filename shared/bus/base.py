@@ -30,7 +30,8 @@ class Consumer:
 TOPOLOGY: tuple[Consumer, ...] = (
     Consumer("router", ("instance.received",)),
     Consumer("indexer", ("instance.filed",)),
-    Consumer("scansheet", ("study.complete",)),
+    # MPPS updates go to the scan-sheet service: a COMPLETED step completes its study.
+    Consumer("scansheet", ("study.complete", "mpps.updated")),
 )
 
 

@@ -84,6 +84,12 @@ studies = sa.Table(
     # Study-level attributes on which the study's instances disagreed: {attribute: [values
     # offered besides the kept one]} (see docs/decisions.md, Indexer).
     sa.Column("conflicts", Header, nullable=True),
+    # The study monitor's state (migration 0003): the last_received_at whose quiet period was
+    # announced and when, and the last_received_at the scan sheet on disk was made from.
+    sa.Column("announced_for", Moment, nullable=True),
+    sa.Column("announced_at", Moment, nullable=True),
+    sa.Column("sheet_written_for", Moment, nullable=True),
+    sa.Column("sheet_written_at", Moment, nullable=True),
     # `store-server studies --account A`: one account's studies, newest first.
     sa.Index(None, "account", "last_received_at"),
 )
@@ -189,4 +195,20 @@ audit_events = sa.Table(
     sa.Column("study_instance_uid", sa.String(64), nullable=True, index=True),
     sa.Column("service", sa.String(32), nullable=False),
     sa.Column("detail", Header, nullable=True),
+)
+
+# Modality Performed Procedure Steps as the receiver reported them (migration 0003). A
+# COMPLETED step completes its studies once every instance it references is indexed;
+# ``announced_at`` says that was done.
+mpps_steps = sa.Table(
+    "mpps_steps",
+    metadata,
+    sa.Column("step_uid", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=True, index=True),
+    sa.Column("study_instance_uids", Header, nullable=False),
+    sa.Column("referenced_sop_instance_uids", Header, nullable=False),
+    sa.Column("calling_ae", sa.String(16), nullable=True),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.Column("updated_at", Moment, nullable=False),
+    sa.Column("announced_at", Moment, nullable=True),
 )

@@ -32,7 +32,7 @@ def schema_differences(connection: sa.Connection) -> list[object]:
 async def test_migrations_create_the_schema_the_code_uses(database_url: str) -> None:
     engine = await open_index(database_url, 10)
     try:
-        assert await current_revision(engine) == "0002"
+        assert await current_revision(engine) == "0003"
         async with engine.connect() as connection:
             assert await connection.run_sync(schema_differences) == []
             tables = await connection.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
@@ -50,7 +50,7 @@ async def test_upgrading_twice_changes_nothing(database_url: str) -> None:
         await engine.dispose()
     engine = create_engine(database_url)
     try:
-        assert await current_revision(engine) == "0002"
+        assert await current_revision(engine) == "0003"
     finally:
         await engine.dispose()
 
@@ -66,9 +66,9 @@ def test_db_commands_find_the_index_like_the_server(tmp_path: Path) -> None:
     assert store_server("db", "current", "--data-dir", str(tmp_path)).stdout.startswith("empty")
     upgraded = store_server("db", "upgrade", "--data-dir", str(tmp_path))
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.strip() == "index at revision 0002"
+    assert upgraded.stdout.strip() == "index at revision 0003"
     assert (tmp_path / "index.sqlite").is_file()
-    assert store_server("db", "current", "--data-dir", str(tmp_path)).stdout.strip() == "0002"
+    assert store_server("db", "current", "--data-dir", str(tmp_path)).stdout.strip() == "0003"
 
 
 def test_three_processes_migrating_at_once_on_postgresql(postgres_url: str) -> None:
@@ -91,6 +91,6 @@ def test_three_processes_migrating_at_once_on_postgresql(postgres_url: str) -> N
     assert [run.returncode for run in runs] == [0, 0, 0], outcomes
     engine = create_engine(postgres_url)
     try:
-        assert asyncio.run(current_revision(engine)) == "0002"
+        assert asyncio.run(current_revision(engine)) == "0003"
     finally:
         asyncio.run(engine.dispose())
