@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.indexer.service import Indexer
 from services.receiver.service import Receiver
 from services.router.service import Router
+from services.scansheet.service import ScanSheets
 from shared.bus import Bus, open_bus
 from shared.db.engine import open_index
 from shared.log import get_logger
@@ -74,10 +75,18 @@ async def _start_router(running: Running) -> Stop:
     return running.bus.stop_consuming
 
 
+async def _start_scansheet(running: Running) -> Stop:
+    scansheets = ScanSheets(running.settings, running.bus, running.index)
+    await scansheets.start()
+    return scansheets.stop
+
+
 Starter = Callable[[Running], Awaitable[Stop]]
 
-# In start order: the receiver last, so that it stops first.
+# In start order: the receiver last, so that it stops first. The scan-sheet service starts
+# first and so stops last, after the router and indexer have filed and indexed what they had.
 STARTERS: dict[str, Starter] = {
+    "scansheet": _start_scansheet,
     "indexer": _start_indexer,
     "router": _start_router,
     "receiver": _start_receiver,

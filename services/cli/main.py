@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from services.cli import accounts, convert, database, network, server, studies, tags
+from services.cli import accounts, convert, database, network, server, sheet, studies, tags
 from shared.log import configure_logging
 from shared.settings import SettingsError
 
@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     database,
     accounts,
     studies,
+    sheet,
     tags,
     convert,
     network,

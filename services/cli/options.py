@@ -9,8 +9,11 @@ from typing import Any
 from shared.settings import Settings, load_settings
 
 
-def add_settings_flags(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
-    """``--config``, ``--data-dir``, ``--bus``, ``--database``; with ``server``, the listener's."""
+def add_settings_flags(
+    parser: argparse.ArgumentParser, *, server: bool = False, scansheet: bool = False
+) -> None:
+    """``--config``, ``--data-dir``, ``--bus``, ``--database``; with ``server``, the
+    listener's; with ``scansheet``, the study monitor's ``--stable-age``."""
     group = parser.add_argument_group("settings (flags > STORE_SERVER_* environment > --config)")
     group.add_argument("--config", type=Path, help="TOML settings file")
     group.add_argument("--data-dir", type=Path, help="data directory (default: ./data)")
@@ -23,6 +26,13 @@ def add_settings_flags(parser: argparse.ArgumentParser, *, server: bool = False)
         group.add_argument("--port", type=int, help="DICOM port (default 11112)")
         group.add_argument("--ae-title", help="our AE title (default STORE_SERVER)")
         group.add_argument("--host", help="bind address (default 0.0.0.0)")
+    if scansheet:
+        group.add_argument(
+            "--stable-age",
+            type=float,
+            metavar="SECONDS",
+            help="a study with no new instance for this long is complete (default 60)",
+        )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -42,4 +52,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             receiver[field] = getattr(args, flag)
     if receiver:
         overrides["receiver"] = receiver
+    if getattr(args, "stable_age", None) is not None:
+        overrides["scansheet"] = {"stable_age": args.stable_age}
     return load_settings(getattr(args, "config", None), overrides)

@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "(in-process bus, SQLite index under the data directory); give --bus and --database "
         "to run on RabbitMQ and PostgreSQL instead.",
     )
-    add_settings_flags(run, server=True)
+    add_settings_flags(run, server=True, scansheet=True)
     run.set_defaults(handler=_run)
 
     for role in STARTERS:
@@ -36,7 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             help=f"run {SERVICE_HELP[role]} (needs an amqp:// bus)",
             description=f"Run {SERVICE_HELP[role]}, on its own, as one process of many.",
         )
-        add_settings_flags(service, server=role == "receiver")
+        add_settings_flags(service, server=role == "receiver", scansheet=role == "scansheet")
         service.set_defaults(handler=_one_service, role=role)
 
 

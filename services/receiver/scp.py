@@ -25,7 +25,7 @@ from pynetdicom import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from services.receiver import handlers
+from services.receiver import handlers, mpps
 from services.receiver.intake import Intake
 from services.receiver.spool import Spool
 from shared.log import get_logger
@@ -52,6 +52,7 @@ def build_ae(settings: ReceiverSettings) -> AE:
     for context in contexts:
         assert context.abstract_syntax is not None
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(mpps.MPPS_SOP_CLASS)
     return ae
 
 
@@ -66,6 +67,8 @@ def event_handlers(settings: ReceiverSettings, intake: Intake) -> list[Any]:
         (evt.EVT_ABORTED, handlers.on_aborted, [ledger]),
         (evt.EVT_C_ECHO, handlers.on_echo),
         (evt.EVT_C_STORE, handlers.on_store, [intake, ledger]),
+        (evt.EVT_N_CREATE, mpps.on_n_create, [mpps.publisher_of(intake)]),
+        (evt.EVT_N_SET, mpps.on_n_set, [mpps.publisher_of(intake)]),
     ]
 
 

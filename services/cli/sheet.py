@@ -1,0 +1,59 @@
+"""``store-server sheet STUDY_UID``: write one study's scan sheet now.
+
+The sheet is written directly from the index (no bus needed), exactly as the scan-sheet
+service writes it, and recorded as current, so the study monitor does not announce the study
+again until a new instance arrives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from services.cli.options import add_settings_flags, settings_from_args
+from services.scansheet.content import UnknownStudy
+from services.scansheet.service import thumbnail_pool
+from services.scansheet.sheet import SheetError, SheetWriter, WrittenSheet
+from shared.db.engine import open_index
+from shared.settings import Settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sheet = commands.add_parser(
+        "sheet",
+        help="write a study's scan sheet now",
+        description="Write the scan sheet (scansheet.html, .png and .json) of an indexed study "
+        "into its study folder, without waiting for the study to complete.",
+    )
+    sheet.add_argument("uid", metavar="STUDY_UID", help="Study Instance UID")
+    add_settings_flags(sheet)
+    sheet.set_defaults(handler=_sheet)
+
+
+async def _write(settings: Settings, uid: str) -> WrittenSheet:
+    engine = await open_index(settings.database_url, settings.database.connect_timeout)
+    pool = thumbnail_pool(settings)
+    try:
+        return await SheetWriter(settings, engine, pool).write(uid)
+    finally:
+        pool.close()
+        await engine.dispose()
+
+
+def _sheet(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    try:
+        written = asyncio.run(_write(settings, args.uid))
+    except UnknownStudy as error:
+        print(f"store-server sheet: {error}", file=sys.stderr)
+        return 1
+    except (SheetError, OSError) as error:
+        print(f"store-server sheet: cannot write the sheet: {error}", file=sys.stderr)
+        return 1
+    except ConnectionError as error:
+        print(f"store-server sheet: {error}", file=sys.stderr)
+        return 1
+    for path in written.paths:
+        print(path)
+    return 0

@@ -1,0 +1,146 @@
+"""What a scan sheet says: the patient, the study, and a row per series, read from the index.
+
+Study and series values come from the index's rows (``shared.db.studies``). What the rows do
+not hold (patient age and weight, performing physician, CT kVp, mAs and kernel, field of view
+and matrix) is read from the stored header of each series' middle instance, whose file also
+gives the series' thumbnail. Values are kept as text; the renderers escape them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydicom.dataset import Dataset
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scansheet.completion import utc
+from services.scansheet.parameters import (
+    format_date,
+    format_name,
+    format_time,
+    header_text,
+    patient_age,
+    series_parameters,
+)
+from shared.db.schema import instances, series
+from shared.db.studies import study_detail
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One row of the sheet; ``source`` is the middle instance's file, for the thumbnail."""
+
+    series_instance_uid: str
+    number: str
+    description: str
+    modality: str
+    images: int
+    parameters: dict[str, str]
+    source: Path | None
+
+
+@dataclass(frozen=True)
+class SheetContent:
+    study_instance_uid: str
+    study_folder: str
+    last_received_at: datetime | None
+    patient: dict[str, str]
+    study: dict[str, str]
+    series: list[SeriesRow]
+    generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class UnknownStudy(LookupError):
+    """The index holds no such study (or it has no study folder yet)."""
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+async def _middle_instance(
+    connection: AsyncConnection, series_uid: str
+) -> tuple[str | None, Dataset]:
+    """The middle instance's path (by instance number) and its stored header."""
+    rows = (
+        await connection.execute(
+            sa.select(instances.c.id, instances.c.path)
+            .select_from(instances.join(series))
+            .where(series.c.series_instance_uid == series_uid)
+            .order_by(instances.c.instance_number.is_(None), instances.c.instance_number)
+            .order_by(instances.c.id)
+        )
+    ).all()
+    if not rows:
+        return None, Dataset()
+    chosen = rows[len(rows) // 2]
+    header = await connection.scalar(
+        sa.select(instances.c.header).where(instances.c.id == chosen.id)
+    )
+    try:
+        dataset = Dataset.from_json(header) if isinstance(header, dict) else Dataset()
+    # A stored header with a value pydicom cannot take back is read as empty, not fatal.
+    except (ValueError, TypeError, KeyError, AttributeError):
+        dataset = Dataset()
+    return str(chosen.path), dataset
+
+
+async def read_content(
+    connection: AsyncConnection, study_uid: str, accounts_dir: Path
+) -> SheetContent:
+    detail = await study_detail(connection, study_uid)
+    if detail is None or not detail.study.study_folder:
+        raise UnknownStudy(f"no indexed study {study_uid}")
+    rows: list[SeriesRow] = []
+    first_header: Dataset | None = None
+    for one in detail.series:
+        path, header = await _middle_instance(connection, one["series_instance_uid"])
+        first_header = first_header if first_header is not None else header
+        rows.append(
+            SeriesRow(
+                series_instance_uid=one["series_instance_uid"],
+                number=_text(one["number"]),
+                description=_text(one["description"]),
+                modality=_text(one["modality"]),
+                images=int(one["instance_count"] or 0),
+                parameters=series_parameters(one, header),
+                source=accounts_dir / path if path else None,
+            )
+        )
+    header = first_header if first_header is not None else Dataset()
+    summary = detail.study
+    patient = detail.patient
+    return SheetContent(
+        study_instance_uid=study_uid,
+        study_folder=summary.study_folder or "",
+        last_received_at=utc(summary.last_received_at) if summary.last_received_at else None,
+        patient={
+            "name": format_name(_text(patient["name"])),
+            "id": _text(patient["id"]),
+            "birth_date": format_date(_text(patient["birth_date"])),
+            "sex": _text(patient["sex"]),
+            "age": patient_age(header, _text(patient["birth_date"]), _text(summary.study_date)),
+            "weight": header_text(header, "PatientWeight", " kg"),
+        },
+        study={
+            "date": format_date(_text(summary.study_date)),
+            "time": format_time(_text(summary.study_time)),
+            "description": _text(summary.description),
+            "accession": _text(summary.accession_number),
+            "requesting_physician": format_name(_text(detail.attributes["requesting_physician"])),
+            "referring_physician": format_name(_text(detail.attributes["referring_physician"])),
+            "performing_physician": format_name(header_text(header, "PerformingPhysicianName")),
+            "institution": _text(detail.attributes["institution"]),
+            "station": _text(detail.attributes["station"]),
+            "modality": _text(summary.modalities),
+            "account": _text(summary.account),
+            "instances": str(summary.instance_count),
+            "series": str(summary.series_count),
+            "study_instance_uid": study_uid,
+        },
+        series=rows,
+    )

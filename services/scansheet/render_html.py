@@ -1,0 +1,128 @@
+"""The scan sheet as one self-contained HTML page: inline CSS, thumbnails embedded as data URIs.
+
+Sized for print: the page has no fixed paper size, and its content fits the narrower and the
+shorter of A4 and Letter, so a typical study prints on one page of either. Every value comes
+from a modality and is escaped; nothing in the page is fetched from anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from services.scansheet.content import SheetContent
+from services.scansheet.thumbnails import Thumbnail
+
+STYLE = """
+@page { margin: 10mm; }
+* { box-sizing: border-box; }
+body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; font-size: 9pt; color: #111;
+       margin: 0 auto; max-width: 190mm; padding: 4mm; background: #fff; }
+h1 { font-size: 15pt; margin: 0 0 1mm 0; }
+.sub { color: #444; margin-bottom: 3mm; }
+.facts { display: flex; gap: 4mm; margin-bottom: 3mm; }
+.facts section { flex: 1; border: 0.3mm solid #999; border-radius: 1mm; padding: 2mm; }
+.facts h2 { font-size: 10pt; margin: 0 0 1mm 0; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.4mm 3mm; margin: 0; }
+dt { color: #555; } dd { margin: 0; overflow-wrap: anywhere; }
+table { width: 100%; border-collapse: collapse; }
+th { text-align: left; background: #e6e6e6; font-size: 8.5pt; }
+th, td { border-bottom: 0.3mm solid #bbb; padding: 1mm 1.5mm; vertical-align: middle; }
+tr { break-inside: avoid; page-break-inside: avoid; }
+td.num { text-align: right; white-space: nowrap; }
+td.series { min-width: 28mm; }
+td.params { font-size: 8pt; overflow-wrap: anywhere; }
+td.pic { width: 30mm; text-align: center; }
+td.pic img { width: 26mm; height: 26mm; object-fit: contain; background: #000; display: block; }
+.placeholder { width: 26mm; height: 26mm; border: 0.3mm dashed #888; color: #555;
+               font-size: 6.5pt; display: flex; align-items: center; justify-content: center;
+               text-align: center; overflow: hidden; padding: 1mm; }
+footer { margin-top: 3mm; color: #666; font-size: 7pt; overflow-wrap: anywhere; }
+"""
+
+PATIENT_LABELS = {
+    "name": "Name",
+    "id": "Patient ID",
+    "birth_date": "Birth date",
+    "sex": "Sex",
+    "age": "Age",
+    "weight": "Weight",
+}
+STUDY_LABELS = {
+    "date": "Date",
+    "time": "Time",
+    "description": "Description",
+    "accession": "Accession",
+    "requesting_physician": "Requesting",
+    "referring_physician": "Referring",
+    "performing_physician": "Performing",
+    "institution": "Institution",
+    "station": "Station",
+    "modality": "Modality",
+    "account": "Account",
+    "instances": "Instances",
+    "series": "Series",
+}
+
+
+def _facts(values: dict[str, str], labels: dict[str, str]) -> str:
+    rows = "".join(
+        f"<dt>{escape(label)}</dt><dd>{escape(values.get(key, '')) or '&ndash;'}</dd>"
+        for key, label in labels.items()
+    )
+    return f"<dl>{rows}</dl>"
+
+
+def _picture(thumbnail: Thumbnail, description: str) -> str:
+    if thumbnail.png is None:
+        return f'<div class="placeholder">no picture: {escape(thumbnail.note)}</div>'
+    data = base64.b64encode(thumbnail.png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(description)}">'
+
+
+def render_html(content: SheetContent, thumbnails: list[Thumbnail]) -> bytes:
+    """The page, UTF-8 encoded; ``thumbnails`` are in the order of ``content.series``."""
+    rows = []
+    for row, thumbnail in zip(content.series, thumbnails, strict=True):
+        parameters = ", ".join(f"{label} {value}" for label, value in row.parameters.items())
+        rows.append(
+            "<tr>"
+            f'<td class="num">{escape(row.number)}</td>'
+            f'<td class="series">{escape(row.description)}</td>'
+            f"<td>{escape(row.modality)}</td>"
+            f'<td class="num">{row.images}</td>'
+            f'<td class="params">{escape(parameters)}</td>'
+            f'<td class="pic">{_picture(thumbnail, row.description)}</td>'
+            "</tr>"
+        )
+    patient = content.patient
+    study = content.study
+    title = f"Scan sheet: {patient.get('name') or patient.get('id') or 'unnamed patient'}"
+    when = f"{study.get('date', '')} {study.get('time', '')}".strip()
+    subtitle = " · ".join(
+        part for part in (study.get("description", ""), when, study.get("modality", "")) if part
+    )
+    generated = content.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{escape(title)}</h1>
+<div class="sub">{escape(subtitle)}</div>
+<div class="facts">
+<section><h2>Patient</h2>{_facts(patient, PATIENT_LABELS)}</section>
+<section><h2>Study</h2>{_facts(study, STUDY_LABELS)}</section>
+</div>
+<table>
+<thead><tr><th>#</th><th>Series</th><th>Mod.</th><th>Images</th><th>Parameters</th>
+<th>Middle image</th></tr></thead>
+<tbody>
+{"".join(rows)}
+</tbody>
+</table>
+<footer>Study Instance UID {escape(content.study_instance_uid)} &middot; folder
+{escape(content.study_folder)} &middot; written {escape(generated)}</footer>
+</body></html>
+"""
+    return page.encode("utf-8")

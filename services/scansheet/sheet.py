@@ -1,0 +1,122 @@
+"""Write a study's scan sheet: ``scansheet.html``, ``scansheet.png`` and ``scansheet.json``.
+
+The three files are written atomically into the study folder, with the router's file mode and
+the study folder's owner (the router gave it the account's owner), then the index records the
+``last_received_at`` the sheet was made from, so the monitor knows when it is stale again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scansheet.completion import mark_sheet_written
+from services.scansheet.content import SheetContent, read_content
+from services.scansheet.render_html import render_html
+from services.scansheet.render_png import render_png
+from services.scansheet.thumbnails import Thumbnail, ThumbnailPool
+from shared.files import atomic_write_bytes
+from shared.log import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+SHEET_NAMES = ("scansheet.html", "scansheet.png", "scansheet.json")
+
+
+class SheetError(Exception):
+    """The sheet cannot be written where it belongs (its study folder is gone)."""
+
+
+@dataclass(frozen=True)
+class WrittenSheet:
+    folder: Path
+    content: SheetContent
+    thumbnails: list[Thumbnail]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.folder / name for name in SHEET_NAMES]
+
+
+def sheet_json(content: SheetContent, thumbnails: list[Thumbnail]) -> dict[str, Any]:
+    """The sheet's content for machines: the same values the page shows."""
+    return {
+        "version": 1,
+        "study_instance_uid": content.study_instance_uid,
+        "study_folder": content.study_folder,
+        "generated_at": content.generated_at.isoformat(),
+        "last_received_at": (
+            content.last_received_at.isoformat() if content.last_received_at else None
+        ),
+        "patient": content.patient,
+        "study": content.study,
+        "series": [
+            {
+                "series_instance_uid": row.series_instance_uid,
+                "number": row.number,
+                "description": row.description,
+                "modality": row.modality,
+                "images": row.images,
+                "parameters": row.parameters,
+                "thumbnail": {"pictured": thumbnail.png is not None, "note": thumbnail.note},
+            }
+            for row, thumbnail in zip(content.series, thumbnails, strict=True)
+        ],
+    }
+
+
+class SheetWriter:
+    """Reads a study from the index, pictures its series and writes its sheet."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, pool: ThumbnailPool) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._pool = pool
+
+    async def write(self, study_uid: str) -> WrittenSheet:
+        async with self._engine.connect() as connection:
+            content = await read_content(connection, study_uid, self._settings.accounts_dir)
+        folder = self._settings.accounts_dir / content.study_folder
+        if not folder.is_dir():
+            raise SheetError(f"study folder {folder} does not exist")
+        thumbnails = await self._pool.make_all([row.source for row in content.series])
+        files = {
+            "scansheet.html": render_html(content, thumbnails),
+            "scansheet.png": render_png(
+                content, thumbnails, self._settings.scansheet.thumbnail_size
+            ),
+            "scansheet.json": json.dumps(
+                sheet_json(content, thumbnails), indent=2, ensure_ascii=False
+            ).encode("utf-8"),
+        }
+        await asyncio.to_thread(self._write_files, folder, files)
+        if content.last_received_at is not None:
+            async with self._engine.begin() as connection:
+                await mark_sheet_written(
+                    connection, study_uid, content.last_received_at, datetime.now(UTC)
+                )
+        log.info(
+            "scansheet.written",
+            study_instance_uid=study_uid,
+            folder=str(folder),
+            series=len(content.series),
+            pictured=sum(thumbnail.png is not None for thumbnail in thumbnails),
+        )
+        return WrittenSheet(folder, content, thumbnails)
+
+    def _write_files(self, folder: Path, files: dict[str, bytes]) -> None:
+        owner = folder.stat()
+        for name, data in files.items():
+            path = folder / name
+            atomic_write_bytes(path, data, self._settings.router.file_mode)
+            os.chmod(path, self._settings.router.file_mode)  # the umask narrowed the create
+            if os.geteuid() == 0:  # only root can give files away
+                os.chown(path, owner.st_uid, owner.st_gid)

@@ -1,0 +1,118 @@
+"""Series thumbnails, made in worker processes so that one hostile file cannot hurt the service.
+
+Each thumbnail is the toolkit's (:func:`shared.dicom.convert.dcm_to_thumbnail`: middle frame,
+the file's own window, a bound on pixels per frame), made in a process pool with a time limit
+per image. A file that cannot be pictured gives a placeholder with the reason; one that takes
+too long has its worker killed; a pool whose worker died (a crash in a decoder) is replaced.
+The pool uses the forkserver start method: the service runs threads, and forking a threaded
+process can copy a held lock into the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.dicom.convert import ConversionError, dcm_to_thumbnail
+from shared.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A PNG picture, or None with the reason there is none."""
+
+    png: bytes | None
+    note: str = ""
+
+
+def picture_of(path: str, size: int, max_pixels: int) -> tuple[bytes | None, str]:
+    """Run in a worker: the PNG thumbnail of ``path``, or None and the reason.
+
+    Returns the reason rather than raising it, since an exception has to survive pickling
+    back to the service and the toolkit's do not.
+    """
+    with tempfile.TemporaryDirectory(prefix="scansheet-") as directory:
+        target = Path(directory) / "thumbnail.png"
+        try:
+            dcm_to_thumbnail(path, target, size=size, max_pixels=max_pixels)
+        except ConversionError as error:
+            return None, error.reason
+        # The file came from the network: whatever a decoder raises on it is a reason to
+        # show a placeholder, never a reason to lose the sheet.
+        except Exception as error:
+            return None, f"{type(error).__name__}: {str(error)[:200]}"
+        return target.read_bytes(), ""
+
+
+class ThumbnailPool:
+    """A bounded process pool making thumbnails with a time limit per image."""
+
+    def __init__(self, workers: int, size: int, timeout: float, max_pixels: int) -> None:
+        self._workers = workers
+        self._size = size
+        self._timeout = timeout
+        self._max_pixels = max_pixels
+        self._pool: ProcessPoolExecutor | None = None
+        # No more images in hand than workers, so the time limit counts work, not queueing.
+        self._slots = asyncio.Semaphore(workers)
+
+    def _current(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self._workers, mp_context=multiprocessing.get_context("forkserver")
+            )
+        return self._pool
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """Kill a pool's workers and forget it, unless another call replaced it already."""
+        if self._pool is not pool:
+            return
+        self._pool = None
+        # The executor's own handle on its workers: there is no public way to stop a task.
+        for process in list(pool._processes.values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    async def make(self, source: Path | None) -> Thumbnail:
+        if source is None:
+            return Thumbnail(None, "no instance to picture")
+        async with self._slots:
+            return await self._make(source)
+
+    async def _make(self, source: Path) -> Thumbnail:
+        # A pool broken by another image's crash gets one more try on a fresh pool.
+        for attempt in (1, 2):
+            pool = self._current()
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(
+                pool, picture_of, str(source), self._size, self._max_pixels
+            )
+            try:
+                png, reason = await asyncio.wait_for(future, self._timeout)
+            except TimeoutError:
+                log.warning("thumbnail.timeout", path=str(source), seconds=self._timeout)
+                self._discard(pool)
+                return Thumbnail(None, f"took longer than {self._timeout:g} s")
+            except BrokenProcessPool:
+                log.warning("thumbnail.worker_died", path=str(source), attempt=attempt)
+                self._discard(pool)
+                continue
+            if png is None:
+                log.info("thumbnail.refused", path=str(source), reason=reason)
+            return Thumbnail(png, reason)
+        return Thumbnail(None, "the thumbnail worker died on this image")
+
+    async def make_all(self, sources: list[Path | None]) -> list[Thumbnail]:
+        return list(await asyncio.gather(*(self.make(source) for source in sources)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
