@@ -4,8 +4,9 @@ Each thumbnail is the toolkit's (:func:`shared.dicom.convert.dcm_to_thumbnail`: 
 the file's own window, a bound on pixels per frame), made in a process pool with a time limit
 per image. A file that cannot be pictured gives a placeholder with the reason; one that takes
 too long has its worker killed; a pool whose worker died (a crash in a decoder) is replaced.
-The pool uses the forkserver start method: the service runs threads, and forking a threaded
-process can copy a held lock into the child.
+The pool uses the spawn start method: the service runs threads, and forking a threaded
+process can copy a held lock into the child; forkserver would need a Unix socket in the
+temporary directory, which the receiver points at the spool, where paths can be too long.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class ThumbnailPool:
     def _current(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("forkserver")
+                self._workers, mp_context=multiprocessing.get_context("spawn")
             )
         return self._pool
 
