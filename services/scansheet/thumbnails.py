@@ -92,10 +92,10 @@ class ThumbnailPool:
         for attempt in (1, 2):
             pool = self._current()
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(
-                pool, picture_of, str(source), self._size, self._max_pixels
-            )
             try:
+                future = loop.run_in_executor(
+                    pool, picture_of, str(source), self._size, self._max_pixels
+                )
                 png, reason = await asyncio.wait_for(future, self._timeout)
             except TimeoutError:
                 log.warning("thumbnail.timeout", path=str(source), seconds=self._timeout)

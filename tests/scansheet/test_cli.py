@@ -1,0 +1,63 @@
+"""``store-server sheet STUDY_UID`` writes a sheet on demand; ``--stable-age`` sets the age."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pydicom.uid import generate_uid
+
+from services.cli.main import build_parser
+from services.cli.options import settings_from_args
+from tests.scansheet.conftest import FAST, make_study, send_all, sheet_json_path
+from tests.support.process import wait_until
+from tests.support.server import ServerUnderTest, server_settings
+from tests.support.services import free_tcp_port
+
+
+def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).with_name("store-server")
+    return subprocess.run(
+        [str(command), *arguments], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_sheet_writes_a_study_sheet_on_demand(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = server_settings(data, free_tcp_port(), scansheet={**FAST, "stable_age": 600.0})
+    study_uid = generate_uid()
+    with ServerUnderTest(settings) as server:
+        send_all(server, make_study(tmp_path / "in", study_uid, series=2, per_series=2))
+        wait_until(
+            lambda: sum(int(e["size"]) for e in server.log_events("index.batch_written")) >= 4,
+            20,
+            "4 instances indexed",
+        )
+        assert sheet_json_path(server) is None  # the stable age is far away
+
+    done = store_server("sheet", study_uid, "--data-dir", str(data))
+    assert done.returncode == 0, done.stderr
+    printed = [Path(line) for line in done.stdout.splitlines()]
+    assert [path.name for path in printed] == [
+        "scansheet.html",
+        "scansheet.png",
+        "scansheet.json",
+    ]
+    assert all(path.is_file() for path in printed)
+    sheet = json.loads(printed[2].read_text(encoding="utf-8"))
+    assert (sheet["study"]["instances"], len(sheet["series"])) == ("4", 2)
+
+    unknown = store_server("sheet", "1.2.3.999", "--data-dir", str(data))
+    assert unknown.returncode == 1
+    assert "no indexed study 1.2.3.999" in unknown.stderr
+
+
+def test_stable_age_flag_on_run_and_scansheet() -> None:
+    for command in ("run", "scansheet"):
+        args = build_parser().parse_args([command, "--stable-age", "7.5"])
+        assert settings_from_args(args).scansheet.stable_age == 7.5
+    refused = store_server("scansheet", "--stable-age", "0", "--bus", "amqp://nowhere/")
+    assert refused.returncode == 2
+    assert "scansheet.stable_age" in refused.stderr
