@@ -37,7 +37,11 @@ OUR_AE, REFERENCE_AE = "STORE_SERVER", "STORESCP"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 STORESCP_MAX_PDU = "131072"  # storescp's largest; ours defaults to 256 KiB
 READY_TIMEOUT, SEND_TIMEOUT, STOP_TIMEOUT = 60.0, 900.0, 60.0
-TARGETS = ("storescp", "store-server memory://", "store-server amqp://")
+# `run` is the embedded server whole (receiver, router and indexer share one process, one bus
+# in memory and SQLite); `receiver` is the production receiver process alone, publishing to
+# RabbitMQ, with the routers and indexers in processes of their own.
+EMBEDDED, RECEIVER = "store-server run", "store-server receiver"
+TARGETS = ("storescp", EMBEDDED, RECEIVER)
 # shared.bus.base.TOPOLOGY's roles, copied so the bench does not load the project's bus code.
 QUEUE_ROLES = ("router", "indexer", "scansheet")
 
@@ -176,15 +180,16 @@ def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
             command += ["-pdu", STORESCP_MAX_PDU, "--output-directory", str(received), str(port)]
         else:
             data_dir = work / "data"
-            received, pattern = data_dir / "spool", "*.dcm"
+            # Each instance is in the spool or, once the router has filed it, in accounts/.
+            received, pattern = data_dir, "*.dcm"
             ae_title = OUR_AE
             # Only our flags and the exchange below: no STORE_SERVER_* from the caller's shell.
             env = {k: v for k, v in os.environ.items() if not k.startswith("STORE_SERVER_")}
-            bus = "memory://"
-            if target.endswith("amqp://"):
-                bus, exchange = AMQP_URL, f"bench-{uuid.uuid4().hex[:12]}"
+            bus, role = "memory://", "run"
+            if target == RECEIVER:
+                bus, role, exchange = AMQP_URL, "receiver", f"bench-{uuid.uuid4().hex[:12]}"
                 env["STORE_SERVER_BUS__EXCHANGE"] = exchange
-            command = [str(Path(sys.executable).with_name("store-server")), "run", "--host", HOST]
+            command = [str(Path(sys.executable).with_name("store-server")), role, "--host", HOST]
             command += ["--port", str(port), "--data-dir", str(data_dir), "--bus", bus]
         log = work / "server.log"
         try:
