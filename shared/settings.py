@@ -198,6 +198,12 @@ class RouterSettings(Section):
     file_mode: int = Field(default=0o640, ge=0, le=0o7777)
     prefetch: int = Field(default=16, ge=1, le=1000)
     account_cache_seconds: float = Field(default=10.0, ge=0)
+    database_retry_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="a filing is retried this long while the database is unreachable, "
+        "before it goes back to the bus as a failed attempt",
+    )
 
     @field_validator("study_folder_template")
     @classmethod

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.indexer.header import HeaderError, IndexedInstance, read_instance
 from services.indexer.store import BatchOutcome, index_batch, utc
 from shared.bus import Delivery, Reject, Retry
+from shared.db.patience import patiently
 from shared.db.schema import instances
 from shared.log import get_logger
 from shared.messages import InstanceFiled
@@ -35,11 +36,6 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 T = TypeVar("T")
-
-# Errors that say the database (or the way to it) is away, not that the batch is wrong. Data
-# and integrity errors are bugs or bad values: they go to the bus's bounded retries instead.
-_NOT_TRANSIENT = (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError)
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DBAPIError, OSError)
 
 
 @dataclass(frozen=True)
@@ -141,24 +137,5 @@ class Indexing:
         return outcome
 
     async def patiently(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
-        """Run ``work``, retrying with backoff while the database is away, for a bounded time."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.indexer.database_retry_seconds
-        delay, tries = 0.2, 1
-        while True:
-            try:
-                return await work()
-            except _NOT_TRANSIENT:
-                raise
-            except _TRANSIENT as error:
-                reason = (
-                    f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-                )
-                if loop.time() + delay > deadline:
-                    log.error("index.database_gave_up", work=what, tries=tries, error=reason)
-                    raise Retry(f"database unavailable: {reason}") from error
-                log.warning(
-                    "index.database_retry", work=what, tries=tries, retry_in=delay, error=reason
-                )
-                await asyncio.sleep(delay)
-                delay, tries = min(delay * 2, 5.0), tries + 1
+        """Run ``work``, riding out a database outage for ``indexer.database_retry_seconds``."""
+        return await patiently(what, work, self._settings.indexer.database_retry_seconds)

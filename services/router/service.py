@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.accounts import seed_accounts
 from services.router.filing import Filing
-from shared.bus import Bus, Delivery, Retry
+from shared.bus import Bus, Delivery
+from shared.db.patience import patiently
 from shared.log import get_logger
 from shared.settings import Settings
 
 log = get_logger("services.router")
-
-# The database or its connection failing is worth a retry; the message is not at fault.
-TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, TimeoutError)
 
 
 class Router:
@@ -36,7 +33,9 @@ class Router:
         log.info("router.started", prefetch=self._settings.router.prefetch)
 
     async def _handle(self, delivery: Delivery) -> None:
-        try:
-            await self._filing.handle(delivery)
-        except TRANSIENT as error:
-            raise Retry(f"database unavailable: {type(error).__name__}: {error}") from error
+        # Filing is idempotent (see filing.py), so after an outage it simply runs again.
+        await patiently(
+            "filing",
+            lambda: self._filing.handle(delivery),
+            self._settings.router.database_retry_seconds,
+        )

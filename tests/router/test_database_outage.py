@@ -1,0 +1,54 @@
+"""PostgreSQL going away while instances arrive: the router waits for it, then files them
+all, without spending delivery attempts or dead-lettering anything."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from shared.dicom.net import send
+from tests.conftest import Backend
+from tests.router.conftest import StartServer, make_instance, wait_for_filed
+from tests.support.proxy import BrokerProxy
+
+
+@pytest.fixture
+def database_proxy(postgres_url: str) -> Iterator[tuple[BrokerProxy, str]]:
+    parts = urlsplit(postgres_url)
+    with BrokerProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        proxied = postgres_url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{proxy.port}")
+        yield proxy, proxied
+
+
+def test_router_rides_out_a_database_outage(
+    start_server: StartServer,
+    database_proxy: tuple[BrokerProxy, str],
+    tmp_path: Path,
+    study_uid: str,
+) -> None:
+    proxy, url = database_proxy
+    server = start_server(
+        Backend("embedded", "memory://", "store-server", url),
+        roles=("router", "receiver"),
+        bus={"max_attempts": 2},
+    )
+    proxy.cut()  # the database restarts: connections drop, new ones are refused
+    instances = [
+        make_instance(tmp_path, study_uid=study_uid, InstanceNumber=n) for n in range(1, 6)
+    ]
+    summary = send("127.0.0.1", server.port, instances, called_aet="STORE_SERVER")
+    assert summary.failed == 0  # the receiver does not need the database
+    time.sleep(3)  # longer than two attempts' backoff would allow
+    assert len(server.spool) == 5
+    proxy.restore()
+
+    filed = wait_for_filed(server, 5)
+
+    assert len(filed) == 5
+    assert server.running is not None
+    assert server.call(server.running.bus.dead_letters("router")) == []
+    assert server.log_events("database.retry")
