@@ -136,7 +136,7 @@ async def read_content(
             "performing_physician": format_name(header_text(header, "PerformingPhysicianName")),
             "institution": _text(detail.attributes["institution"]),
             "station": _text(detail.attributes["station"]),
-            "modality": _text(summary.modalities),
+            "modality": ", ".join(part for part in _text(summary.modalities).split("\\") if part),
             "account": _text(summary.account),
             "instances": str(summary.instance_count),
             "series": str(summary.series_count),

@@ -62,7 +62,8 @@ def _field_of_view(header: Dataset, row: dict[str, Any]) -> str:
     spacing = _floats(header, "PixelSpacing")
     if len(spacing) == 2 and row.get("rows") and row.get("columns"):
         width, height = spacing[1] * int(row["columns"]), spacing[0] * int(row["rows"])
-        return f"{_number(width)}x{_number(height)} mm"
+        # Tenths of a millimetre: spacing x matrix carries float noise (200.001) otherwise.
+        return f"{_number(round(width, 1))}x{_number(round(height, 1))} mm"
     diameter = _floats(header, "ReconstructionDiameter")
     return f"{_number(diameter[0])} mm" if diameter else ""
 
@@ -77,9 +78,9 @@ def _mas(header: Dataset) -> str:
     return ""
 
 
-def _with_unit(value: Any, unit: str) -> str:
+def _with_unit(value: Any, unit: str, *, space: bool = True) -> str:
     text = _number(value) if value is not None else ""
-    return f"{text} {unit}" if text else ""
+    return f"{text}{' ' if space else ''}{unit}" if text else ""
 
 
 def series_parameters(row: dict[str, Any], header: Dataset) -> dict[str, str]:
@@ -92,7 +93,7 @@ def series_parameters(row: dict[str, Any], header: Dataset) -> dict[str, str]:
             "TR": _with_unit(row.get("repetition_time"), "ms"),
             "TE": _with_unit(row.get("echo_time"), "ms"),
             "TI": _with_unit(row.get("inversion_time"), "ms"),
-            "Flip": _with_unit(row.get("flip_angle"), "°"),
+            "Flip": _with_unit(row.get("flip_angle"), "°", space=False),
             "Thickness": thickness,
             "Spacing": _with_unit(row.get("spacing_between_slices"), "mm"),
             "Matrix": _matrix(header, row),
