@@ -19,7 +19,7 @@ from services.receiver.spool import Spool
 from shared.bus import PublishError
 from shared.dicom.encoding import EncodingError, check_file
 from shared.log import get_logger
-from shared.messages import CONFORMANT_UID, InstanceReceived
+from shared.messages import CONFORMANT_UID, InstanceReceived, Message
 from shared.quarantine import quarantine
 
 log = get_logger(__name__)
@@ -28,7 +28,8 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 
-Publish = Callable[[InstanceReceived], None]
+# Publishes and waits for the bus's confirm; raises PublishError otherwise.
+Publish = Callable[[Message], None]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ merged, which a modality retrying a request it saw fail also needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -19,10 +18,10 @@ from pydantic import ValidationError
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from services.receiver.intake import Intake
+from services.receiver.intake import Publish
 from shared.bus import PublishError
 from shared.log import get_logger
-from shared.messages import Message, MppsUpdated
+from shared.messages import MppsUpdated
 
 log = get_logger("services.receiver")
 
@@ -34,18 +33,11 @@ STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
 # pydicom raises these for a data set it cannot decode or a value it cannot convert.
 _BAD_DATA_SET = (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError)
 
-PublishMessage = Callable[[Message], None]
 Answer = tuple[int, Dataset | None]
 
 
 class InvalidStep(ValueError):
     """The request's attributes do not describe a step we can accept."""
-
-
-def publisher_of(intake: Intake) -> PublishMessage:
-    """The receiver's publish-and-wait-for-the-confirm, which takes any message; its
-    declared type names only the C-STORE message."""
-    return cast(PublishMessage, intake._publish)
 
 
 def _items(dataset: Dataset, keyword: str) -> list[Dataset]:
@@ -96,7 +88,7 @@ def describe(step_uid: str, operation: str, attributes: Dataset, calling_ae: str
         raise InvalidStep(f"invalid UID or value: {error.errors()[0]['msg']}") from None
 
 
-def _answer(event: Any, operation: str, step_uid: str, publish: PublishMessage) -> Answer:
+def _answer(event: Any, operation: str, step_uid: str, publish: Publish) -> Answer:
     calling_ae = str(event.assoc.requestor.ae_title).strip()
     context = {"step_uid": step_uid, "operation": operation, "calling_ae": calling_ae}
     try:
@@ -126,12 +118,12 @@ def _answer(event: Any, operation: str, step_uid: str, publish: PublishMessage) 
     return SUCCESS, reply
 
 
-def on_n_create(event: Any, publish: PublishMessage) -> Answer:
+def on_n_create(event: Any, publish: Publish) -> Answer:
     """EVT_N_CREATE: a modality starts a step (the UID is ours to give if it sent none)."""
     step_uid = str(event.request.AffectedSOPInstanceUID or generate_uid())
     return _answer(event, "create", step_uid, publish)
 
 
-def on_n_set(event: Any, publish: PublishMessage) -> Answer:
+def on_n_set(event: Any, publish: Publish) -> Answer:
     """EVT_N_SET: a modality updates, completes or discontinues a step."""
     return _answer(event, "set", str(event.request.RequestedSOPInstanceUID), publish)

@@ -26,7 +26,7 @@ from pynetdicom import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from services.receiver import handlers, mpps
-from services.receiver.intake import Intake
+from services.receiver.intake import Intake, Publish
 from services.receiver.spool import Spool
 from shared.log import get_logger
 from shared.settings import ReceiverSettings
@@ -56,7 +56,7 @@ def build_ae(settings: ReceiverSettings) -> AE:
     return ae
 
 
-def event_handlers(settings: ReceiverSettings, intake: Intake) -> list[Any]:
+def event_handlers(settings: ReceiverSettings, intake: Intake, publish: Publish) -> list[Any]:
     ledger = handlers.AssociationLedger()
     return [
         (evt.EVT_CONN_OPEN, handlers.on_connection_open),
@@ -67,8 +67,8 @@ def event_handlers(settings: ReceiverSettings, intake: Intake) -> list[Any]:
         (evt.EVT_ABORTED, handlers.on_aborted, [ledger]),
         (evt.EVT_C_ECHO, handlers.on_echo),
         (evt.EVT_C_STORE, handlers.on_store, [intake, ledger]),
-        (evt.EVT_N_CREATE, mpps.on_n_create, [mpps.publisher_of(intake)]),
-        (evt.EVT_N_SET, mpps.on_n_set, [mpps.publisher_of(intake)]),
+        (evt.EVT_N_CREATE, mpps.on_n_create, [publish]),
+        (evt.EVT_N_SET, mpps.on_n_set, [publish]),
     ]
 
 
@@ -86,10 +86,13 @@ def tls_context(settings: ReceiverSettings) -> ssl.SSLContext:
 class Listener:
     """The running servers (plain, and TLS when configured) of one AE."""
 
-    def __init__(self, settings: ReceiverSettings, spool: Spool, intake: Intake) -> None:
+    def __init__(
+        self, settings: ReceiverSettings, spool: Spool, intake: Intake, publish: Publish
+    ) -> None:
         self._settings = settings
         self._spool = spool
         self._intake = intake
+        self._publish = publish
         self._ae: AE | None = None
         self._servers: list[ThreadedAssociationServer] = []
 
@@ -102,7 +105,7 @@ class Listener:
         # incoming/ so the final rename stays on one filesystem and start-up can clear them.
         tempfile.tempdir = str(self._spool.incoming)
         self._ae = build_ae(self._settings)
-        handlers_list = event_handlers(self._settings, self._intake)
+        handlers_list = event_handlers(self._settings, self._intake, self._publish)
         address = (self._settings.host, self._settings.port)
         self._serve(address, handlers_list, None)
         if self._settings.tls.port is not None:

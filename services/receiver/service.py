@@ -19,7 +19,7 @@ from services.receiver.scp import Listener
 from services.receiver.spool import Spool
 from shared.bus import Bus, PublishError
 from shared.log import get_logger
-from shared.messages import InstanceReceived, MessageError, decode
+from shared.messages import InstanceReceived, Message, MessageError, decode
 from shared.quarantine import quarantine
 from shared.settings import Settings
 
@@ -52,7 +52,9 @@ class Receiver:
             self._settings.quarantine_dir,
             self._settings.receiver.min_free_disk_mb * 2**20,
         )
-        self._listener = Listener(self._settings.receiver, self._spool, intake)
+        self._listener = Listener(
+            self._settings.receiver, self._spool, intake, self._publish_from_thread
+        )
         await asyncio.to_thread(self._listener.start)
 
     async def stop(self) -> None:
@@ -108,7 +110,7 @@ class Receiver:
             )
             return None
 
-    def _publish_from_thread(self, message: InstanceReceived) -> None:
+    def _publish_from_thread(self, message: Message) -> None:
         """Publish from an association thread and wait for the confirm."""
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._bus.publish(message), self._loop)
