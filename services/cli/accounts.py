@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.cli.options import add_settings_flags, settings_from_args
+from services.cli.options import add_settings_flags, settings_from_args, with_index
 from services.router.accounts import (
     AccountError,
     add_account,
@@ -20,7 +19,6 @@ from services.router.accounts import (
     list_accounts,
     remove_account,
 )
-from shared.db.engine import open_index
 
 T = TypeVar("T")
 
@@ -60,17 +58,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _in_index(args: argparse.Namespace, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    settings = settings_from_args(args)
+    async def in_transaction(engine: AsyncEngine) -> T:
+        async with engine.begin() as connection:
+            return await work(connection)
 
-    async def run() -> T:
-        engine = await open_index(settings.database_url, settings.database.connect_timeout)
-        try:
-            async with engine.begin() as connection:
-                return await work(connection)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return with_index(settings_from_args(args), in_transaction)
 
 
 def _owner(text: str | None) -> tuple[int | None, int | None]:

@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"store-server {args.command}: {error}", file=sys.stderr)
         return 2
+    except ConnectionError as error:  # the database or broker did not answer in time
+        print(f"store-server {args.command}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return exit_code

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db.engine import open_index
 from shared.settings import Settings, load_settings
+
+T = TypeVar("T")
 
 
 def add_settings_flags(
@@ -55,3 +62,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if getattr(args, "stable_age", None) is not None:
         overrides["scansheet"] = {"stable_age": args.stable_age}
     return load_settings(getattr(args, "config", None), overrides)
+
+
+def with_index(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Open the index the server uses (migrating it if need be), run ``work``, close it."""
+
+    async def run() -> T:
+        engine = await open_index(settings.database_url, settings.database.connect_timeout)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -8,14 +8,14 @@ again until a new instance arrives.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-from services.cli.options import add_settings_flags, settings_from_args
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.cli.options import add_settings_flags, settings_from_args, with_index
 from services.scansheet.content import UnknownStudy
 from services.scansheet.service import thumbnail_pool
 from services.scansheet.sheet import SheetError, SheetWriter, WrittenSheet
-from shared.db.engine import open_index
 from shared.settings import Settings
 
 
@@ -31,20 +31,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     sheet.set_defaults(handler=_sheet)
 
 
-async def _write(settings: Settings, uid: str) -> WrittenSheet:
-    engine = await open_index(settings.database_url, settings.database.connect_timeout)
+async def _write(settings: Settings, engine: AsyncEngine, uid: str) -> WrittenSheet:
     pool = thumbnail_pool(settings)
     try:
         return await SheetWriter(settings, engine, pool).write(uid)
     finally:
         pool.close()
-        await engine.dispose()
 
 
 def _sheet(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
-        written = asyncio.run(_write(settings, args.uid))
+        written = with_index(settings, lambda engine: _write(settings, engine, args.uid))
     except UnknownStudy as error:
         print(f"store-server sheet: {error}", file=sys.stderr)
         return 1

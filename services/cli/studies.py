@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from services.cli.options import add_settings_flags, settings_from_args
-from shared.db.engine import open_index
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.cli.options import add_settings_flags, settings_from_args, with_index
 from shared.db.studies import StudyDetail, StudySummary, list_studies, study_detail
-from shared.settings import Settings, SettingsError
+from shared.settings import SettingsError
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,33 +54,25 @@ def _since(text: str | None) -> datetime | None:
     raise SettingsError(f"--since: not a date (YYYY-MM-DD): {text!r}")
 
 
-async def _query_list(settings: Settings, args: argparse.Namespace) -> list[StudySummary]:
-    engine = await open_index(settings.database_url, settings.database.connect_timeout)
-    try:
-        async with engine.connect() as connection:
-            return await list_studies(
-                connection,
-                account=args.account,
-                patient=args.patient,
-                since=_since(args.since),
-                limit=args.limit,
-            )
-    finally:
-        await engine.dispose()
+async def _listed(engine: AsyncEngine, args: argparse.Namespace) -> list[StudySummary]:
+    async with engine.connect() as connection:
+        return await list_studies(
+            connection,
+            account=args.account,
+            patient=args.patient,
+            since=_since(args.since),
+            limit=args.limit,
+        )
 
 
-async def _query_one(settings: Settings, uid: str) -> StudyDetail | None:
-    engine = await open_index(settings.database_url, settings.database.connect_timeout)
-    try:
-        async with engine.connect() as connection:
-            return await study_detail(connection, uid)
-    finally:
-        await engine.dispose()
+async def _detail(engine: AsyncEngine, uid: str) -> StudyDetail | None:
+    async with engine.connect() as connection:
+        return await study_detail(connection, uid)
 
 
 def _studies(args: argparse.Namespace) -> int:
     _since(args.since)  # a bad date is reported before connecting
-    found = asyncio.run(_query_list(settings_from_args(args), args))
+    found = with_index(settings_from_args(args), lambda engine: _listed(engine, args))
     if args.json:
         print(json.dumps([study.as_json() for study in found], indent=2))
         return 0
@@ -105,7 +97,7 @@ def _studies(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    detail = asyncio.run(_query_one(settings_from_args(args), args.uid))
+    detail = with_index(settings_from_args(args), lambda engine: _detail(engine, args.uid))
     if detail is None:
         print(f"store-server study: no study {args.uid} in the index", file=sys.stderr)
         return 1
