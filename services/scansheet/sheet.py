@@ -22,6 +22,7 @@ from services.scansheet.content import SheetContent, read_content
 from services.scansheet.render_html import render_html
 from services.scansheet.render_png import render_png
 from services.scansheet.thumbnails import Thumbnail, ThumbnailPool
+from shared.db.audit import Action, AuditEvent, record
 from shared.files import atomic_write_bytes
 from shared.log import get_logger
 from shared.settings import Settings
@@ -98,11 +99,22 @@ class SheetWriter:
             ).encode("utf-8"),
         }
         await asyncio.to_thread(self._write_files, folder, files)
-        if content.last_received_at is not None:
-            async with self._engine.begin() as connection:
+        async with self._engine.begin() as connection:
+            if content.last_received_at is not None:
                 await mark_sheet_written(
                     connection, study_uid, content.last_received_at, datetime.now(UTC)
                 )
+            await record(
+                connection,
+                [
+                    AuditEvent(
+                        Action.SHEET_WRITTEN,
+                        "scansheet",
+                        study_instance_uid=study_uid,
+                        detail={"folder": str(folder), "series": len(content.series)},
+                    )
+                ],
+            )
         log.info(
             "scansheet.written",
             study_instance_uid=study_uid,

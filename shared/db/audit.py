@@ -22,6 +22,7 @@ class Action(enum.StrEnum):
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     INDEXED = "indexed"
+    SHEET_WRITTEN = "sheet_written"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydicom.uid import generate_uid
 
 from services.app import EMBEDDED
+from shared.db.audit import Action, AuditEvent, history
 from tests.conftest import Backend
 from tests.scansheet.conftest import (
     FAST,
@@ -59,6 +60,13 @@ def test_one_sheet_after_the_stable_age_and_a_late_instance_rewrites_it(
     time.sleep(FAST["stable_age"] * 2)
     assert len(written(server)) == 2
     assert len(server.log_events("monitor.announced")) == 2
+    assert len(server.call(sheet_audit(server, str(study_uid)))) == 2
+
+
+async def sheet_audit(server: ServerUnderTest, study_uid: str) -> list[AuditEvent]:
+    assert server.running is not None
+    async with server.running.index.connect() as connection:
+        return await history(connection, study_instance_uid=study_uid, action=Action.SHEET_WRITTEN)
 
 
 def test_a_restart_during_the_quiet_period_still_gives_exactly_one_sheet(
