@@ -11,7 +11,17 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from services.cli import accounts, convert, database, network, server, sheet, studies, tags
+from services.cli import (
+    accounts,
+    convert,
+    database,
+    dead_letters,
+    network,
+    server,
+    sheet,
+    studies,
+    tags,
+)
 from shared.log import configure_logging
 from shared.settings import SettingsError
 
@@ -21,6 +31,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     accounts,
     studies,
     sheet,
+    dead_letters,
     tags,
     convert,
     network,

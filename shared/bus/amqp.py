@@ -25,6 +25,7 @@ from shared.bus.amqp_queues import (
     declare_queues,
     origin,
     read_dead_letters,
+    requeue_dead,
 )
 from shared.bus.base import (
     TOPOLOGY,
@@ -280,6 +281,17 @@ class AmqpBus:
         channel = await self._connection.channel()
         try:
             return await read_dead_letters(channel, self.queue_name(role))
+        finally:
+            await channel.close()
+
+    async def requeue_dead_letters(self, role: str) -> int:
+        if self._connection is None:
+            raise RuntimeError("start() the bus first")
+        channel = await self._connection.channel(publisher_confirms=True)
+        try:
+            return await requeue_dead(
+                channel, self.queue_name(role), self._settings.publish_timeout
+            )
         finally:
             await channel.close()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from shared.bus.base import DeadLetter
@@ -74,11 +75,41 @@ async def read_dead_letters(channel: AbstractChannel, name: str) -> list[DeadLet
     return letters
 
 
+async def requeue_dead(channel: AbstractChannel, name: str, publish_timeout: float) -> int:
+    """Move every dead letter of work queue ``name`` back into it, attempts reset.
+
+    Each one is acked off the dead-letter queue only after the broker confirmed its copy in
+    the work queue: a failure half-way leaves it where it was (or, at worst, in both).
+    """
+    queue = await channel.get_queue(f"{name}.dead", ensure=True)
+    moved = 0
+    while (incoming := await queue.get(no_ack=False, fail=False)) is not None:
+        routing_key, _ = origin(incoming)
+        await channel.default_exchange.publish(
+            Message(
+                incoming.body,
+                delivery_mode=DeliveryMode.PERSISTENT,
+                content_type=incoming.content_type,
+                type=routing_key,
+                headers={ATTEMPT_HEADER: 1, ROUTING_KEY_HEADER: routing_key},
+            ),
+            name,
+            mandatory=True,
+            timeout=publish_timeout,
+        )
+        await incoming.ack()
+        moved += 1
+    return moved
+
+
 def origin(incoming: AbstractIncomingMessage) -> tuple[str, int]:
     """The routing key it was first published under, and which attempt this delivery is."""
     headers = incoming.headers or {}
     attempt = int(str(headers.get(ATTEMPT_HEADER, 1)))
-    return str(headers.get(ROUTING_KEY_HEADER, incoming.routing_key or "")), attempt
+    # Our own forwards carry the kind in a header; every publish also names it as the type,
+    # which survives the broker's own dead-lettering (which changes the routing key).
+    kind = headers.get(ROUTING_KEY_HEADER) or incoming.type or incoming.routing_key or ""
+    return str(kind), attempt
 
 
 def death_reason(incoming: AbstractIncomingMessage) -> str:

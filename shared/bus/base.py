@@ -122,6 +122,11 @@ class Bus(Protocol):
         """The role's dead letters, oldest first, left in place."""
         ...
 
+    async def requeue_dead_letters(self, role: str) -> int:
+        """Give the role's dead letters back to its workers, each with a fresh set of
+        attempts (once the cause is mended); return how many."""
+        ...
+
     async def close(self) -> None:
         """Stop consuming and disconnect."""
         ...

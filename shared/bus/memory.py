@@ -204,6 +204,13 @@ class MemoryBus:
         consumer_for(role)
         return list(self._dead.get(role, []))
 
+    async def requeue_dead_letters(self, role: str) -> int:
+        consumer_for(role)
+        letters, self._dead[role] = self._dead[role], []
+        for letter in letters:
+            await self._queues[role].put(_Envelope(letter.routing_key, letter.body))
+        return len(letters)
+
     def waiting(self, role: str) -> list[bytes]:
         """The bodies waiting in the role's queue, oldest first (for health checks and tests)."""
         queue = self._queues[role]

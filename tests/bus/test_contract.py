@@ -287,3 +287,33 @@ async def test_full_in_process_queue_refuses_publishes(make_bus: Callable[..., B
     await bus.publish(received(2))
     with pytest.raises(PublishError, match="queue full"):
         await bus.publish(received(3))
+
+
+async def test_dead_letters_can_be_requeued_once_the_cause_is_mended(
+    make_bus: Callable[..., Bus],
+) -> None:
+    bus = make_bus()
+    await bus.start()
+    mended = asyncio.Event()
+
+    def until_mended(delivery: Delivery) -> None:
+        if not mended.is_set():
+            raise Reject("the account's home is missing")
+
+    recorder = Recorder(until_mended)
+    await bus.consume("router", recorder)
+    await bus.publish(received(11))
+    await bus.publish(received(12))
+    await wait_for_dead(bus, "router", 2)
+
+    mended.set()
+    assert await bus.requeue_dead_letters("router") == 2
+
+    await recorder.wait_for(4)
+    await asyncio.sleep(0.3)
+    assert await bus.dead_letters("router") == []
+    assert [d.attempt for d in recorder.deliveries[2:]] == [1, 1]
+    assert sorted(d.message.model_dump()["sop_instance_uid"] for d in recorder.deliveries[2:]) == [
+        "1.2.3.11",
+        "1.2.3.12",
+    ]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from shared.db.audit import Action, AuditEvent, history
 from shared.dicom.net import send
+from tests.conftest import Backend
 from tests.router.conftest import (
     StartServer,
     add_accounts,
@@ -157,3 +158,39 @@ async def events(
     assert server.running is not None
     async with server.running.index.connect() as connection:
         return await history(connection, action=action, sop_instance_uid=sop_instance_uid)
+
+
+def test_dead_letters_command_lists_and_requeues_on_rabbitmq(
+    start_server: StartServer, tmp_path: Path, study_uid: str, amqp_url: str, exchange: str
+) -> None:
+    server = start_server(
+        Backend("production", amqp_url, exchange, None),
+        bus={"max_attempts": 1},
+    )
+    blocker = server.settings.accounts_dir / "Unknown"
+    server.settings.accounts_dir.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    send_one(server, make_instance(tmp_path, study_uid=study_uid))
+    assert server.running is not None
+    wait_until(lambda: server.call(server.running.bus.dead_letters("router")), message="dead")
+    environment = ["--bus", amqp_url, "--data-dir", str(server.settings.data_dir)]
+    command = [str(Path(sys.executable).with_name("store-server")), "dead-letters", "router"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *extra, *environment],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "STORE_SERVER_BUS__EXCHANGE": exchange},
+        )
+
+    [listed] = json.loads(run("--json").stdout)
+    assert listed["routing_key"] == "instance.received"
+    assert "cannot write" in listed["reason"]
+    blocker.unlink()  # the administrator mends the cause
+    requeued = run("--requeue")
+    assert requeued.returncode == 0 and requeued.stdout.startswith("1 message(s)")
+    wait_for_filed(server, 1)
+    assert json.loads(run("--json").stdout) == []
