@@ -165,7 +165,9 @@ def storage(settings: Settings) -> int:
     """Run the store server on ``settings`` until SIGTERM or SIGINT; return the exit code.
 
     The same as ``store-server run``: the receiver and the services behind it, on the backends
-    the settings name, logging to the data directory and stdout.
+    the settings name, logging to the data directory and stdout. Call it from a script under
+    ``if __name__ == "__main__":``, as for any program that starts worker processes: scan-sheet
+    thumbnails are made in spawned workers, which import the script's main module.
     """
     import asyncio
 

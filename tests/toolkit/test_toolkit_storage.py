@@ -17,11 +17,12 @@ from pathlib import Path
 from shared.dicom.net import storage
 from shared.settings import load_settings
 
-settings = load_settings(None, {
-    "data_dir": Path(sys.argv[1]),
-    "receiver": {"host": "127.0.0.1", "port": int(sys.argv[2]), "ae_title": "SITE_ARCHIVE"},
-})
-sys.exit(storage(settings))
+if __name__ == "__main__":
+    settings = load_settings(None, {
+        "data_dir": Path(sys.argv[1]),
+        "receiver": {"host": "127.0.0.1", "port": int(sys.argv[2]), "ae_title": "SITE_ARCHIVE"},
+    })
+    sys.exit(storage(settings))
 """
 
 
