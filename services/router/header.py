@@ -12,7 +12,6 @@ from pydicom.multival import MultiValue
 from services.router.naming import StudyFacts, positive_number
 from services.router.physicians import named, pn_values
 
-
 # Only these are parsed: the router's read is on the hot path of every instance, and reading
 # the whole header (then decoding every text value) costs two to three times as much.
 FILING_TAGS = [
