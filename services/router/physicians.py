@@ -8,28 +8,17 @@ key, so ``Yamada^Tarou=山田^太郎`` matches an account registered under eithe
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 
 from pydicom.multival import MultiValue
+
+from shared.folding import fold
 
 _TITLES = {"dr", "prof", "professor", "doctor", "md", "phd", "mr", "mrs", "ms", "mme", "pr"}
 
 
 def _simplify(component: str) -> str:
-    letters = _without_latin_accents(unicodedata.normalize("NFKC", component))
-    words = "".join(c if c.isalnum() else " " for c in letters.casefold()).split()
-    return " ".join(word for word in words if word not in _TITLES)
-
-
-def _without_latin_accents(text: str) -> str:
-    """Drop accents from Latin letters only: a kana's voicing mark is part of the letter."""
-    kept: list[str] = []
-    for char in unicodedata.normalize("NFD", text):
-        if unicodedata.combining(char) and kept and ord(kept[-1]) < 0x0250:
-            continue
-        kept.append(char)
-    return unicodedata.normalize("NFC", "".join(kept))
+    return " ".join(word for word in fold(component).split() if word not in _TITLES)
 
 
 def match_keys(value: str) -> list[str]:
