@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,13 +21,16 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 
+from shared.folding import fold
 from shared.messages import InstanceFiled
 
 # Values that pydicom cannot convert (a malformed IS or DS, an unknown character set) raise
 # one of these; the attribute is then left empty rather than the instance unindexed.
 _BAD_VALUE = (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError)
 BULK_DATA_MIN_LENGTH = 1024
+MAX_HEADER_VALUE = 65_536  # characters of one element's text or numbers in the stored header
 # Study-level attributes whose disagreement between a study's instances is recorded.
 STUDY_ATTRIBUTES = (
     "study_date",
@@ -68,18 +72,21 @@ def read_instance(path: Path, message: InstanceFiled) -> IndexedInstance:
         # A study without a Patient ID gets a patient of its own (docs/decisions.md, Indexer)
         # instead of sharing one anonymous patient with every other such study.
         issuer = "~study " + hashlib.sha1(message.study_instance_uid.encode()).hexdigest()
+    name = _text(dataset, "PatientName")
     return IndexedInstance(
         message=message,
         patient={
+            "identity": patient_identity(patient_id, issuer),
             "patient_id": patient_id,
             "issuer": issuer,
-            "name": _text(dataset, "PatientName"),
-            "birth_date": _text(dataset, "PatientBirthDate"),
+            "name": name,
+            "birth_date": _date(dataset, "PatientBirthDate"),
             "sex": _text(dataset, "PatientSex"),
+            "search_text": fold(f"{name or ''} {patient_id}"),
         },
         study={
             "study_instance_uid": message.study_instance_uid,
-            "study_date": _text(dataset, "StudyDate"),
+            "study_date": _date(dataset, "StudyDate"),
             "study_time": _text(dataset, "StudyTime"),
             "description": _text(dataset, "StudyDescription"),
             "accession_number": _text(dataset, "AccessionNumber"),
@@ -125,6 +132,12 @@ def read_instance(path: Path, message: InstanceFiled) -> IndexedInstance:
     )
 
 
+def patient_identity(patient_id: str, issuer: str) -> str:
+    """The key of a patient row: a digest of the whole Patient ID and issuer, whatever their
+    length, so that no value is ever cut to fit a key (docs/decisions.md, Indexer)."""
+    return hashlib.sha256(f"{patient_id}\x00{issuer}".encode("utf-8", "replace")).hexdigest()
+
+
 def study_folder(path: str) -> str:
     """The study folder, relative to the accounts root: everything before ``/Dicom/``."""
     parts = PurePosixPath(path).parts
@@ -153,15 +166,36 @@ def _clean(node: Any) -> Any:
             key: _clean(value)
             for key, value in node.items()
             # Bulk data is left out altogether: the file on disk holds it.
-            if not (isinstance(value, dict) and "BulkDataURI" in value)
+            if not (isinstance(value, dict) and ("BulkDataURI" in value or _bulky(value)))
         }
     if isinstance(node, list):
         return [_clean(value) for value in node]
     if isinstance(node, str):
-        return node.replace("\x00", "")
+        return storable(node)
     if isinstance(node, float) and not math.isfinite(node):
         return None
     return node
+
+
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL stores it: without NUL, lone surrogates replaced by ``?``."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, from a broken character set
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _bulky(element: dict[str, Any]) -> bool:
+    """A text or numeric value too long for the index (a sequence's items are judged on their
+    own): left out like bulk data, so one huge value cannot swell every header query."""
+    values = element.get("Value")
+    if element.get("vr") == "SQ" or not isinstance(values, list):
+        return False
+    return sum(len(str(value)) for value in values) > MAX_HEADER_VALUE
 
 
 def _find(dataset: Dataset, keyword: str) -> Any:
@@ -179,13 +213,29 @@ def _find(dataset: Dataset, keyword: str) -> Any:
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:
+    """A value as text, whatever its VR: bytes (a text tag written with a binary VR) are read
+    as Latin-1, a sequence where text belongs counts as absent."""
     value = _find(dataset, keyword)
-    if value is None:
+    if value is None or isinstance(value, Sequence):
         return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
     if isinstance(value, MultiValue | list):
         value = "\\".join(str(part) for part in value)
-    text = str(value).replace("\x00", "").strip()
-    return text or None
+    text = storable(str(value))
+    if not text.isprintable():  # control characters (a broken ISO 2022 escape) mean nothing
+        text = "".join(c for c in text if unicodedata.category(c) != "Cc")
+    return text.strip() or None
+
+
+def _date(dataset: Dataset, keyword: str) -> str | None:
+    """A DA value; ``2026-11-25`` and ``2026.11.25`` (the old ACR-NEMA form) read as the date."""
+    text = _text(dataset, keyword)
+    if text is not None:
+        digits = text.replace(".", "").replace("-", "")
+        if len(digits) == 8 and digits.isdigit():
+            return digits
+    return text
 
 
 def _number(dataset: Dataset, keyword: str) -> float | None:

@@ -73,6 +73,27 @@ async def record_conflicts(
     return len(updates)
 
 
+async def prune_conflicts(connection: AsyncConnection, study_uids: list[str]) -> None:
+    """Drop from ``studies.conflicts`` the values a correction made the kept ones."""
+    if not study_uids:
+        return
+    rows = await connection.execute(
+        sa.select(
+            studies.c.id, studies.c.conflicts, *(studies.c[name] for name in STUDY_ATTRIBUTES)
+        ).where(studies.c.study_instance_uid.in_(study_uids), studies.c.conflicts.is_not(None))
+    )
+    for row in rows.mappings().all():
+        kept = {
+            name: [value for value in values if value != row[name]]
+            for name, values in (row["conflicts"] or {}).items()
+        }
+        await connection.execute(
+            studies.update()
+            .where(studies.c.id == row["id"])
+            .values(conflicts={name: values for name, values in kept.items() if values} or None)
+        )
+
+
 async def recount(connection: AsyncConnection, series_ids: set[int]) -> None:
     """Recompute series and study counts, modalities and received times from the rows."""
     counts = dict.fromkeys(series_ids, 0)

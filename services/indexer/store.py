@@ -6,15 +6,19 @@ cannot deadlock. On PostgreSQL the study upsert locks the study row until the co
 indexers never count the same study at once: counts are recomputed, not incremented, and are
 exact whatever the redeliveries.
 
-Study and series attributes follow "first indexed wins": a later instance only fills what is
-still empty; a study-level value that disagrees with the kept one is logged and recorded in
-``studies.conflicts``. An instance row changes only when a message at least as recent as the
-indexed one brings a different path, content or series; each such change, and each new
-instance, gets one ``indexed`` audit event in the same transaction.
+Patient, study and series attributes come from the first instance indexed; a later new
+instance only fills what is still empty, and a study-level value that disagrees with the kept
+one is logged and recorded in ``studies.conflicts``. A corrected re-send (an instance indexed
+before, received again later with other content) is the truth: its values overwrite its
+patient's, study's and series' (see :mod:`services.indexer.corrections`). An instance row
+changes only when a message at least as recent as the indexed one brings a different path,
+content or series; each such change, and each new instance, gets one ``indexed`` audit event
+in the same transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.indexer.corrections import Correction, correct, corrections_of, indexed_rows
 from services.indexer.header import STUDY_ATTRIBUTES, IndexedInstance
-from services.indexer.rollup import fit, record_conflicts, recount
+from services.indexer.rollup import fit, prune_conflicts, record_conflicts, recount
 from shared.db import audit
 from shared.db.schema import instances, patients, series, studies
 from shared.log import get_logger
@@ -32,13 +37,13 @@ from shared.log import get_logger
 log = get_logger(__name__)
 
 SERVICE = "indexer"
-_PATIENT_FILL = ("name", "birth_date", "sex")
-_SERIES_FILL = tuple(
+PATIENT_FILL = ("name", "birth_date", "sex", "search_text")
+SERIES_FILL = tuple(
     c.name
     for c in series.columns
-    if c.name not in ("id", "series_instance_uid", "study_fk", "instance_count")
+    if c.name not in ("id", "series_instance_uid", "study_fk", "instance_count", "attributes_from")
 )
-_STUDY_FILL = (*STUDY_ATTRIBUTES, "account", "study_folder", "patient_fk")
+STUDY_FILL = (*STUDY_ATTRIBUTES, "account", "study_folder", "patient_fk")
 _INSTANCE_CHANGE = ("path", "content_hash", "size", "series_fk")
 
 
@@ -61,70 +66,72 @@ async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance])
     # of an instance sent twice in one batch is the one kept.
     ordered = sorted(batch, key=lambda i: utc(i.message.received_at))
     newest = {i.message.sop_instance_uid: i for i in ordered}
-    upsert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-
-    patient_rows = _first_by(ordered, lambda i: (i.patient["patient_id"], i.patient["issuer"]))
-    now = datetime.now(UTC)
-    await connection.execute(
-        _fill_upsert(
-            upsert(patients).values(
-                [{**fit(patients, i.patient), "updated_at": now} for _, i in patient_rows]
-            ),
-            patients,
-            ["patient_id", "issuer"],
-            _PATIENT_FILL,
-            extra={"updated_at": sa.literal(now, patients.c.updated_at.type)},
-        )
-    )
-    patient_ids = await _ids(
-        connection, patients, "patient_id", [key[0] for key, _ in patient_rows], extra="issuer"
-    )
-
-    study_rows = _first_by(ordered, lambda i: i.message.study_instance_uid)
-    await connection.execute(
-        _fill_upsert(
-            upsert(studies).values(
-                [
-                    {
-                        **fit(studies, i.study),
-                        "patient_fk": patient_ids[(i.patient["patient_id"], i.patient["issuer"])],
-                    }
-                    for _, i in study_rows
-                ]
-            ),
-            studies,
-            ["study_instance_uid"],
-            _STUDY_FILL,
-        )
-    )
-    conflicts = await record_conflicts(connection, ordered, [key for key, _ in study_rows])
-    study_ids = await _ids(connection, studies, "study_instance_uid", [k for k, _ in study_rows])
-
-    series_rows = _first_by(ordered, lambda i: i.message.series_instance_uid)
-    await connection.execute(
-        _fill_upsert(
-            upsert(series).values(
-                [
-                    {**fit(series, i.series), "study_fk": study_ids[i.message.study_instance_uid]}
-                    for _, i in series_rows
-                ]
-            ),
-            series,
-            ["series_instance_uid"],
-            _SERIES_FILL,
-        )
-    )
-    series_ids = await _ids(connection, series, "series_instance_uid", [k for k, _ in series_rows])
-
     uids = sorted(newest)
-    before = {
-        row.sop_instance_uid: row.series_fk
-        for row in await connection.execute(
-            sa.select(instances.c.sop_instance_uid, instances.c.series_fk).where(
-                instances.c.sop_instance_uid.in_(uids)
+    before = await indexed_rows(connection, uids)
+    corrected = corrections_of(newest, before)
+    arrivals = [i for i in ordered if i.message.sop_instance_uid not in corrected]
+    upsert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    now = datetime.now(UTC)
+
+    patient_ids = await _fill(
+        connection,
+        upsert,
+        patients,
+        "identity",
+        ordered,
+        lambda i: {**i.patient, "updated_at": now},
+        PATIENT_FILL,
+        extra={"updated_at": sa.literal(now, patients.c.updated_at.type)},
+    )
+    await correct(
+        connection,
+        patients,
+        "identity",
+        [
+            Correction(i.patient["identity"], i, _fields(i.patient, PATIENT_FILL))
+            for i in corrected.values()
+        ],
+    )
+
+    def study_values(item: IndexedInstance) -> dict[str, Any]:
+        return {**item.study, "patient_fk": patient_ids[item.patient["identity"]]}
+
+    study_ids = await _fill(
+        connection, upsert, studies, "study_instance_uid", ordered, study_values, STUDY_FILL
+    )
+    conflicts = await record_conflicts(connection, arrivals, sorted(study_ids))
+    corrected_studies = await correct(
+        connection,
+        studies,
+        "study_instance_uid",
+        [
+            Correction(
+                i.message.study_instance_uid,
+                i,
+                {**_fields(i.study, STUDY_ATTRIBUTES), "patient_fk": study_values(i)["patient_fk"]},
             )
-        )
-    }
+            for i in corrected.values()
+        ],
+    )
+
+    await prune_conflicts(connection, corrected_studies)
+
+    def series_values(item: IndexedInstance) -> dict[str, Any]:
+        return {**item.series, "study_fk": study_ids[item.message.study_instance_uid]}
+
+    series_ids = await _fill(
+        connection, upsert, series, "series_instance_uid", ordered, series_values, SERIES_FILL
+    )
+    await correct(
+        connection,
+        series,
+        "series_instance_uid",
+        [
+            Correction(i.message.series_instance_uid, i, _fields(i.series, SERIES_FILL))
+            for i in corrected.values()
+        ],
+    )
+
     statement = upsert(instances).values(
         [
             {
@@ -152,53 +159,62 @@ async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance])
     )
     changed = {row.sop_instance_uid: row.series_fk for row in changed_rows}
     if changed:
-        touched = set(changed.values()) | {before[uid] for uid in changed if uid in before}
+        touched = set(changed.values()) | {
+            before[uid].series_fk for uid in changed if uid in before
+        }
         await recount(connection, touched)
         await audit.record(connection, [_indexed(newest[uid], uid in before) for uid in changed])
     inserted = sum(uid not in before for uid in changed)
     return BatchOutcome(inserted, len(changed) - inserted, len(uids) - len(changed), conflicts)
 
 
-def _first_by(ordered: list[IndexedInstance], key: Any) -> list[tuple[Any, IndexedInstance]]:
-    """The first instance per key, sorted by key (the lock order)."""
-    first: dict[Any, IndexedInstance] = {}
-    for item in ordered:
-        first.setdefault(key(item), item)
-    return sorted(first.items(), key=lambda pair: pair[0])
+def _fields(values: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {name: values[name] for name in names if name in values}
 
 
-def _fill_upsert(
-    statement: Any,
-    table: sa.Table,
-    keys: list[str],
-    fill: tuple[str, ...],
-    extra: dict[str, Any] | None = None,
-) -> Any:
-    """Insert, or fill the existing row's empty columns; a row with nothing to fill is left
-    unwritten (but locked, on PostgreSQL, until the commit)."""
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={
-            **{name: sa.func.coalesce(table.c[name], excluded[name]) for name in fill},
-            **(extra or {}),
-        },
-        where=sa.or_(
-            *(sa.and_(table.c[name].is_(None), excluded[name].is_not(None)) for name in fill)
-        ),
-    )
-
-
-async def _ids(
+async def _fill(
     connection: AsyncConnection,
+    upsert: Any,
     table: sa.Table,
     key: str,
-    values: list[str],
-    extra: str | None = None,
-) -> dict[Any, int]:
-    columns = [table.c.id, table.c[key], *([table.c[extra]] if extra else [])]
-    rows = await connection.execute(sa.select(*columns).where(table.c[key].in_(set(values))))
-    return {(row[1], row[2]) if extra else row[1]: row[0] for row in rows}
+    ordered: list[IndexedInstance],
+    values: Callable[[IndexedInstance], dict[str, Any]],
+    fill: tuple[str, ...],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """Insert each key's first instance's row, or fill the existing row's empty columns; a
+    row with nothing to fill is left unwritten (but locked, on PostgreSQL, until the commit).
+    Return the id of each key's row."""
+    first: dict[str, IndexedInstance] = {}
+    for item in ordered:
+        first.setdefault(values(item)[key], item)
+    keys = sorted(first)  # the lock order
+    statement = upsert(table).values(
+        [
+            {
+                **fit(table, values(first[name])),
+                "attributes_from": utc(first[name].message.received_at),
+            }
+            for name in keys
+        ]
+    )
+    excluded = statement.excluded
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[key],
+            set_={
+                **{name: sa.func.coalesce(table.c[name], excluded[name]) for name in fill},
+                **(extra or {}),
+            },
+            where=sa.or_(
+                *(sa.and_(table.c[name].is_(None), excluded[name].is_not(None)) for name in fill)
+            ),
+        )
+    )
+    rows = await connection.execute(
+        sa.select(table.c[key], table.c.id).where(table.c[key].in_(keys))
+    )
+    return {row[0]: row[1] for row in rows}
 
 
 def _indexed(item: IndexedInstance, existed: bool) -> audit.AuditEvent:

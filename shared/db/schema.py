@@ -51,13 +51,20 @@ patients = sa.Table(
     "patients",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("patient_id", sa.String(64), nullable=False),
-    sa.Column("issuer", sa.String(64), nullable=False, server_default=""),
+    # The key: a digest of the whole Patient ID and issuer (migration 0004), since a key cut
+    # to a column's width would tell two patients apart from what the lookup asks for.
+    sa.Column("identity", sa.String(64), nullable=False, unique=True),
+    sa.Column("patient_id", sa.Text, nullable=False),
+    sa.Column("issuer", sa.Text, nullable=False, server_default=""),
     sa.Column("name", sa.Text, nullable=True),
     sa.Column("birth_date", sa.String(8), nullable=True),
     sa.Column("sex", sa.String(16), nullable=True),
+    # Name and ID folded as physician names are (shared.folding), for `studies --patient`.
+    sa.Column("search_text", sa.Text, nullable=True),
     sa.Column("updated_at", Moment, nullable=False),
-    sa.UniqueConstraint("patient_id", "issuer"),
+    # Received time of the instance whose values the row holds: a re-sent, corrected instance
+    # overwrites them when it is at least as recent (migration 0004).
+    sa.Column("attributes_from", Moment, nullable=True),
 )
 
 studies = sa.Table(
@@ -90,6 +97,7 @@ studies = sa.Table(
     sa.Column("announced_at", Moment, nullable=True),
     sa.Column("sheet_written_for", Moment, nullable=True),
     sa.Column("sheet_written_at", Moment, nullable=True),
+    sa.Column("attributes_from", Moment, nullable=True),
     # `store-server studies --account A`: one account's studies, newest first.
     sa.Index(None, "account", "last_received_at"),
 )
@@ -123,6 +131,7 @@ series = sa.Table(
     sa.Column("field_strength", sa.Float, nullable=True),
     sa.Column("sequence_name", sa.Text, nullable=True),
     sa.Column("instance_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attributes_from", Moment, nullable=True),
 )
 
 instances = sa.Table(

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.router.naming import positive_number
 from shared.db import audit
 from shared.db.schema import instances, series, studies
 from shared.messages import InstanceFiled
@@ -100,8 +101,8 @@ def file_instance(
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    number = int(ds.get("SeriesNumber") or 0)
-    name = f"{number:03d}-001-{int(ds.get('InstanceNumber') or 1):06d}.dcm"
+    number = _number(ds, "SeriesNumber") or 0
+    name = f"{number:03d}-001-{_number(ds, 'InstanceNumber') or 1:06d}.dcm"
     relative = f"{account}/{folder}/Dicom/{number:03d}_Series/{name}"
     target = accounts_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +120,14 @@ def file_instance(
         received_at=received_at or datetime.now(UTC),
         calling_ae="MR_ROOM2",
     )
+
+
+def _number(ds: Dataset, keyword: str) -> int | None:
+    """A number for the file name, as the router reads it: a value that is not one is none."""
+    try:
+        return positive_number(ds.get(keyword))
+    except ValueError:
+        return None
 
 
 async def record_filing(engine: AsyncEngine, messages: list[InstanceFiled]) -> None:
