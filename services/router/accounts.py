@@ -14,7 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.router.naming import safe_component
+from services.router.naming import folder_key, safe_component
 from services.router.physicians import match_keys
 from shared.db.schema import accounts, physician_names
 from shared.settings import AccountSeed
@@ -41,10 +41,12 @@ class Account:
 
 
 def check_name(name: str) -> str:
-    if safe_component(name, "") != name or "." in name:
+    if safe_component(name, "").rstrip("_") != name or "." in name:
         raise AccountError(
             f"account name {name!r} must be letters, digits, '-', '_', '+', ',', '(' or ')'"
         )
+    if safe_component(name, "") != name:
+        raise AccountError(f"account name {name!r} names a device on Windows shares")
     if name.casefold() in RESERVED:
         raise AccountError(f"{name!r} is reserved for studies that no account claims")
     return name
@@ -67,9 +69,10 @@ async def add_account(
     owner_gid: int | None = None,
 ) -> Account:
     check_name(name)
-    existing = await connection.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
-    if existing is not None:
-        raise AccountError(f"account {name!r} exists already")
+    for known in await connection.scalars(sa.select(accounts.c.name)):
+        # Two homes alike but for case are one folder on a Windows share.
+        if folder_key(known) == folder_key(name):
+            raise AccountError(f"account {known!r} exists already")
     account_id = await connection.scalar(
         accounts.insert()
         .values(

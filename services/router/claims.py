@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.router.naming import instance_file, with_suffix
+from services.router.naming import folder_key, instance_file, with_suffix
 from shared.db.schema import placements, series_bindings, study_bindings
 
-MAX_SUFFIX = 10_000
+# A claim loops only when another router's claim won a race; a handful of rounds settle it.
+MAX_RACES = 100
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,35 @@ async def _insert_if_absent(connection: AsyncConnection, table: sa.Table, **valu
     return bool(result.rowcount)
 
 
+async def _free_name(
+    connection: AsyncConnection, table: sa.Table, scope: str, scope_value: str, wanted: str
+) -> str:
+    """The first of ``wanted``, ``wanted_2``, ... whose key no sibling folder holds: one
+    query however many alike names there are (a series per image, all named the same)."""
+    key = folder_key(wanted)
+    taken = set(
+        await connection.scalars(
+            sa.select(table.c.folder_key).where(
+                table.c[scope] == scope_value,
+                table.c.folder_key.startswith(key, autoescape=True),
+            )
+        )
+    )
+    attempt = 1
+    while folder_key(with_suffix(wanted, attempt)) in taken:
+        attempt += 1
+    return with_suffix(wanted, attempt)
+
+
 async def claim_study(
-    connection: AsyncConnection, study_uid: str, account: str, folder: str
+    connection: AsyncConnection, study_uid: str, account: str, folder: str, *, respell: bool
 ) -> StudyBinding:
-    """The study's binding: an existing one, or ``account``/``folder`` (suffixed on a clash)."""
-    for attempt in range(1, MAX_SUFFIX):
+    """The study's binding: an existing one, or ``account``/``folder`` (suffixed on a clash).
+
+    With ``respell`` (``account`` is a folder such as ``Guest/<name>``, not an account), a
+    new binding takes the spelling such a folder already has (:func:`account_spelling`).
+    """
+    for attempt in range(MAX_RACES):
         row = (
             await connection.execute(
                 sa.select(study_bindings.c.account, study_bindings.c.study_folder).where(
@@ -59,13 +84,16 @@ async def claim_study(
         ).first()
         if row is not None:
             return StudyBinding(row.account, row.study_folder, created=False)
-        name = with_suffix(folder, attempt)
+        if respell and attempt == 0:
+            account = await account_spelling(connection, account)
+        name = await _free_name(connection, study_bindings, "account", account, folder)
         if await _insert_if_absent(
             connection,
             study_bindings,
             study_instance_uid=study_uid,
             account=account,
             study_folder=name,
+            folder_key=folder_key(name),
             bound_at=datetime.now(UTC),
         ):
             return StudyBinding(account, name, created=True)
@@ -76,7 +104,7 @@ async def claim_series(
     connection: AsyncConnection, study_uid: str, series_uid: str, folder: str
 ) -> str:
     """The series' folder within its study (suffixed when another series has the name)."""
-    for attempt in range(1, MAX_SUFFIX):
+    for _ in range(MAX_RACES):
         bound = await connection.scalar(
             sa.select(series_bindings.c.series_folder).where(
                 series_bindings.c.series_instance_uid == series_uid
@@ -84,17 +112,33 @@ async def claim_series(
         )
         if bound is not None:
             return str(bound)
-        name = with_suffix(folder, attempt)
+        name = await _free_name(
+            connection, series_bindings, "study_instance_uid", study_uid, folder
+        )
         if await _insert_if_absent(
             connection,
             series_bindings,
             series_instance_uid=series_uid,
             study_instance_uid=study_uid,
             series_folder=name,
+            folder_key=folder_key(name),
             bound_at=datetime.now(UTC),
         ):
             return name
     raise RuntimeError(f"no free series folder name for {folder!r}")
+
+
+async def account_spelling(connection: AsyncConnection, account: str) -> str:
+    """The spelling a ``Guest/<name>`` folder already has when it differs only in case (two
+    spellings of one physician): one folder on a Windows share must be one folder here."""
+    prefix = account.partition("/")[0] + "/"
+    known = await connection.scalars(
+        sa.select(study_bindings.c.account)
+        .where(study_bindings.c.account.startswith(prefix, autoescape=True))
+        .distinct()
+    )
+    wanted = folder_key(account)
+    return next((name for name in known if folder_key(name) == wanted), account)
 
 
 async def existing_placement(connection: AsyncConnection, sop_uid: str) -> Placement | None:

@@ -104,7 +104,13 @@ class Filing:
             directory, known = await self._accounts.get(connection)
             choice = choose_account(directory, header.requesting, header.referring)
             wanted = study_folder(self._settings.router.study_folder_template, header.study)
-            binding = await claims.claim_study(connection, header.study_uid, choice.account, wanted)
+            binding = await claims.claim_study(
+                connection,
+                header.study_uid,
+                choice.account,
+                wanted,
+                respell=choice.account not in known,  # Guest/<name>: a folder, not an account
+            )
             if binding.created:
                 log.info(
                     "study.bound",

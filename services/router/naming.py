@@ -2,8 +2,11 @@
 
 A component never contains a separator, a NUL or control character, never is ``.`` or ``..``,
 never is empty and is bounded in length; :func:`inside` then checks the final path stays under
-its root. Names stay readable: letters of any script, digits and a few punctuation marks are
-kept, everything else becomes ``_``.
+its root. Account trees are often served over SMB, so a component is also one a Windows share
+can hold: no device name (``CON``, ``NUL.txt``, ``com1``), no trailing dot or space, and
+sibling folders differ in more than case (the claims compare their :func:`folder_key`).
+Names stay readable: letters of any script, digits and a few punctuation marks are kept,
+everything else becomes ``_``.
 """
 
 from __future__ import annotations
@@ -17,17 +20,31 @@ from pathlib import Path
 MAX_COMPONENT = 80
 MAX_COMPONENT_BYTES = 200  # filesystems allow 255 bytes a component; leave room for suffixes
 _KEPT_PUNCTUATION = set("-_.,+()")
+# Names Windows keeps for devices, whatever their case or extension.
+WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL"}) | frozenset(
+    f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789¹²³"
+)
 
 
 def safe_component(value: str, fallback: str = "UNKNOWN", limit: int = MAX_COMPONENT) -> str:
-    """``value`` as one safe, readable path component."""
+    """``value`` as one safe, readable path component, on Linux and on a Windows share."""
     text = unicodedata.normalize("NFC", value)
     kept = [c if c.isalnum() or c in _KEPT_PUNCTUATION else "_" for c in text]
     cleaned = "_".join(part for part in "".join(kept).split("_") if part)
     cleaned = cleaned.strip("._ ")[:limit]
     while len(cleaned.encode()) > MAX_COMPONENT_BYTES:
         cleaned = cleaned[:-1]
-    return cleaned.rstrip("._ ") or fallback
+    # Windows (and so an SMB share of the accounts tree) trims a trailing dot or space.
+    cleaned = cleaned.rstrip("._ ") or fallback
+    base, dot, extension = cleaned.partition(".")
+    if base.upper() in WINDOWS_DEVICES:  # CON, NUL.txt, com1 ... name devices on Windows
+        cleaned = f"{base}_{dot}{extension}"
+    return cleaned
+
+
+def folder_key(name: str) -> str:
+    """What makes two sibling names one on a case-insensitive share (Windows, macOS)."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def person_name(value: object) -> str:

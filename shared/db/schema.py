@@ -158,28 +158,36 @@ instances = sa.Table(
     sa.Column("header", Header, nullable=True),
 )
 
+# The router's claims, made before it moves a file: a study's account and folder, a series'
+# folder within its study, and each instance's file name. Unique constraints make concurrent
+# routers agree. Folder names are unique by their case-folded key (migration 0005), since a
+# Windows share of the accounts tree cannot hold two names that differ only in case.
 study_bindings = sa.Table(
     "study_bindings",
     metadata,
     sa.Column("study_instance_uid", sa.String(64), primary_key=True),
     sa.Column("account", sa.String(128), nullable=False),
     sa.Column("study_folder", sa.Text, nullable=False),
+    sa.Column("folder_key", sa.Text, nullable=False),
     sa.Column("bound_at", Moment, nullable=False),
     sa.UniqueConstraint("account", "study_folder"),
+    sa.UniqueConstraint("account", "folder_key"),
 )
 
-# The router's claims, made before it moves a file: a series' folder within its study, and
-# each instance's file name. Unique constraints make concurrent routers agree.
 series_bindings = sa.Table(
     "series_bindings",
     metadata,
     sa.Column("series_instance_uid", sa.String(64), primary_key=True),
     sa.Column("study_instance_uid", sa.String(64), nullable=False),
     sa.Column("series_folder", sa.Text, nullable=False),
+    sa.Column("folder_key", sa.Text, nullable=False),
     sa.Column("bound_at", Moment, nullable=False),
     sa.UniqueConstraint("study_instance_uid", "series_folder"),
+    sa.UniqueConstraint("study_instance_uid", "folder_key"),
 )
 
+# An instance's file name is unique in its series folder, and in no wider scope: two accounts
+# may hold studies whose folders are named alike (migration 0005).
 placements = sa.Table(
     "placements",
     metadata,
@@ -188,9 +196,10 @@ placements = sa.Table(
     sa.Column("series_instance_uid", sa.String(64), nullable=False),
     sa.Column("echo_number", sa.Integer, nullable=False),
     sa.Column("number", sa.Integer, nullable=False),
-    sa.Column("path", sa.Text, nullable=False, unique=True),
+    sa.Column("path", sa.Text, nullable=False),
     sa.Column("spool_name", sa.Text, nullable=False),
     sa.Column("filed_at", Moment, nullable=False),
+    sa.UniqueConstraint("series_instance_uid", "path"),
     sa.Index("ix_placements_series_echo", "series_instance_uid", "echo_number"),
 )
 

@@ -25,6 +25,13 @@ HOSTILE = [
     "   ",
     "Ünïcödé 山田 ☢",
     "CON",
+    "aux",
+    "NUL.txt",
+    "com1",
+    "Lpt9.tar.gz",
+    "trailing dot.",
+    "trailing space ",
+    'a<b>c:d"e|f?g*h',
     "~root",
     "$(reboot)",
     "-rf",
@@ -93,3 +100,49 @@ def test_hostile_values_in_every_path_tag_stay_under_the_root(
         assert all(part.strip() == part and part not in {"", ".", ".."} for part in relative.parts)
     assert not list(server.settings.quarantine_dir.iterdir())
     assert len(filed_files(server)) == len(sent)
+    for folder, dirs, files in os.walk(root):
+        names = dirs + files
+        assert all(windows_can_hold(name) for name in names), (folder, names)
+        # Names that differ only in case are one name on a Windows share.
+        assert len({name.casefold() for name in names}) == len(names), (folder, names)
+
+
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789¹²³"
+}
+
+
+def windows_can_hold(name: str) -> bool:
+    """What an SMB share of the accounts tree can hold as a file or folder name."""
+    return (
+        name.split(".")[0].upper() not in WINDOWS_DEVICES
+        and not name.endswith((".", " "))
+        and not any(c in '<>:"/\\|?*' or ord(c) < 32 for c in name)
+    )
+
+
+def test_names_alike_but_for_case_are_two_folders_a_windows_share_tells_apart(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Two studies whose folder names differ only in case, in one account, and two series of
+    one study likewise: each gets a name of its own, whatever the case."""
+    server = start_server()
+    study = str(generate_uid())
+    sent = [
+        make_instance(tmp_path, study_uid=str(generate_uid()), PatientName="Doe^Jane"),
+        make_instance(tmp_path, study_uid=str(generate_uid()), PatientName="DOE^JANE"),
+        make_instance(tmp_path, study_uid=study, SeriesDescription="t1 axial"),
+        make_instance(tmp_path, study_uid=study, SeriesDescription="T1 AXIAL"),
+    ]
+    summary = send("127.0.0.1", server.port, sent, called_aet="STORE_SERVER")
+    assert summary.failed == 0
+    filed = wait_for_filed(server, len(sent))
+    relative = [path.relative_to(server.settings.accounts_dir).parts for path in filed]
+    studies = {parts[1] for parts in relative}
+    assert len({name.casefold() for name in studies}) == len(studies) == 3, studies
+    [two_series] = [
+        {parts[3] for parts in relative if parts[1] == folder}
+        for folder in studies
+        if len({parts[3] for parts in relative if parts[1] == folder}) > 1
+    ]
+    assert len({name.casefold() for name in two_series}) == 2, two_series

@@ -11,6 +11,7 @@ from shared.db.audit import Action, AuditEvent, history
 from shared.dicom.net import send
 from tests.router.conftest import (
     StartServer,
+    add_accounts,
     make_instance,
     relative,
     sop_uid_of,
@@ -137,3 +138,38 @@ async def audit(server: ServerUnderTest, action: Action) -> list[AuditEvent]:
     assert server.running is not None
     async with server.running.index.connect() as connection:
         return await history(connection, action=action)
+
+
+def test_numbers_are_counted_per_series_folder_never_across_accounts(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Three studies of one patient whose folders are named alike (same date and accession,
+    as for two physicians' orders), in three accounts: each account's files count from 1."""
+    server = start_server()
+    add_accounts(server, {"smith": ["Smith^John"], "jones": ["Jones^Ann"]})
+    for physician in ("Smith^John", "Jones^Ann", "Nobody^Known"):
+        study = str(generate_uid())
+        series = str(generate_uid())
+        send_all(
+            server,
+            [
+                make_instance(
+                    tmp_path / physician,
+                    study_uid=study,
+                    series_uid=series,
+                    RequestingPhysician=physician,
+                    InstanceNumber=None,
+                )
+                for _ in range(3)
+            ],
+        )
+        wait_until(lambda: not server.spool, message="not filed")
+    filed = relative(server, wait_for_filed(server, 9))
+    by_account: dict[str, list[str]] = {}
+    for path in filed:
+        account = path.rpartition("/" + path.split("/")[-4] + "/")[0]
+        by_account.setdefault(account, []).append(path.rsplit("/", 1)[1])
+    assert {account: sorted(names) for account, names in by_account.items()} == {
+        account: ["001-001-000001.dcm", "001-001-000002.dcm", "001-001-000003.dcm"]
+        for account in ("smith", "jones", "Guest/Nobody_Known")
+    }
