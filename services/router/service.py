@@ -7,12 +7,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.accounts import seed_accounts
 from services.router.filing import Filing
-from shared.bus import Bus, Delivery
+from shared.bus import Bus, Delivery, Subscription
 from shared.db.patience import patiently
 from shared.log import get_logger
 from shared.settings import Settings
 
 log = get_logger("services.router")
+
+ROLE = "router"
+# On the in-process bus, what the receiver published before it stopped is filed first.
+DRAIN_SECONDS = 30.0
 
 
 class Router:
@@ -21,6 +25,7 @@ class Router:
         self._engine = engine
         self._bus = bus
         self._filing = Filing(settings, engine, bus)
+        self._subscription: Subscription | None = None
 
     async def start(self) -> None:
         self._settings.accounts_dir.mkdir(parents=True, exist_ok=True)
@@ -29,8 +34,16 @@ class Router:
                 created = await seed_accounts(connection, self._settings.accounts)
             if created:
                 log.info("accounts.seeded", created=created)
-        await self._bus.consume("router", self._handle, prefetch=self._settings.router.prefetch)
+        self._subscription = await self._bus.consume(
+            ROLE, self._handle, prefetch=self._settings.router.prefetch
+        )
         log.info("router.started", prefetch=self._settings.router.prefetch)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.stop(drain=DRAIN_SECONDS)
+            self._subscription = None
+        log.info("router.stopped")
 
     async def _handle(self, delivery: Delivery) -> None:
         # Filing is idempotent (see filing.py), so after an outage it simply runs again.

@@ -20,7 +20,7 @@ from services.scansheet.monitor import StudyMonitor
 from services.scansheet.sheet import SheetError, SheetWriter
 from services.scansheet.steps import record_step
 from services.scansheet.thumbnails import ThumbnailPool
-from shared.bus import Bus, Delivery, Reject, Retry
+from shared.bus import Bus, Delivery, Reject, Retry, Subscription
 from shared.log import get_logger
 from shared.messages import MppsUpdated, StudyComplete
 from shared.settings import Settings
@@ -28,6 +28,9 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 ROLE = "scansheet"
+# On the in-process bus, the sheets announced before a stop are written first; what is left
+# is announced again by the next start's monitor (scansheet.reannounce_after).
+DRAIN_SECONDS = 30.0
 # The database or the disk failing is worth a retry; the message is not at fault.
 TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, TimeoutError)
 
@@ -52,10 +55,13 @@ class ScanSheets:
         self._pool = thumbnail_pool(settings)
         self.writer = SheetWriter(settings, engine, self._pool)
         self.monitor = StudyMonitor(settings.scansheet, engine, bus)
+        self._subscription: Subscription | None = None
 
     async def start(self) -> None:
         await self.monitor.start()
-        await self._bus.consume(ROLE, self._handle, prefetch=self._settings.scansheet.prefetch)
+        self._subscription = await self._bus.consume(
+            ROLE, self._handle, prefetch=self._settings.scansheet.prefetch
+        )
         log.info(
             "scansheet.started",
             stable_age=self._settings.scansheet.stable_age,
@@ -64,7 +70,9 @@ class ScanSheets:
 
     async def stop(self) -> None:
         await self.monitor.stop()
-        await self._bus.stop_consuming()
+        if self._subscription is not None:
+            await self._subscription.stop(drain=DRAIN_SECONDS)
+            self._subscription = None
         self._pool.close()
         log.info("scansheet.stopped")
 

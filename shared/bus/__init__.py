@@ -12,6 +12,7 @@ from shared.bus.base import (
     PublishError,
     Reject,
     Retry,
+    Subscription,
 )
 from shared.settings import BusSettings
 
@@ -25,6 +26,7 @@ __all__ = [
     "PublishError",
     "Reject",
     "Retry",
+    "Subscription",
     "open_bus",
 ]
 

@@ -45,6 +45,42 @@ from shared.settings import BusSettings
 log = get_logger(__name__)
 
 
+class _AmqpSubscription:
+    """One consumer of a role's queue: its own channel, consumer tag and deliveries in hand."""
+
+    def __init__(self, bus: AmqpBus, channel: AbstractChannel, queue: AbstractQueue) -> None:
+        self._bus = bus
+        self.channel = channel
+        self.queue = queue
+        self.tag: str | None = None
+        self.collector: asyncio.Task[None] | None = None
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def stop(self, *, drain: float = 0.0) -> None:
+        # ``drain`` has nothing to wait for: the broker keeps what is queued, durably, and
+        # gives what this consumer prefetched but did not take to another once it is gone.
+        if self.tag is not None:
+            try:
+                await self.queue.cancel(self.tag)
+            except (aiormq.exceptions.AMQPError, RuntimeError) as error:
+                log.warning("bus.cancel_failed", queue=self.queue.name, error=str(error))
+            self.tag = None
+        if self.collector is not None:
+            self.collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.collector
+            self.collector = None
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        with contextlib.suppress(aiormq.exceptions.AMQPError, RuntimeError):
+            await self.channel.close()
+        self._bus.forget(self)
+
+
 class AmqpBus:
     """The bus between processes, on RabbitMQ."""
 
@@ -53,9 +89,7 @@ class AmqpBus:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._consumers: list[tuple[AbstractChannel, AbstractQueue, str]] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._collectors: list[asyncio.Task[None]] = []
+        self._subscriptions: list[_AmqpSubscription] = []
 
     @property
     def durable(self) -> bool:
@@ -131,26 +165,34 @@ class AmqpBus:
         except (TimeoutError, aiormq.exceptions.AMQPError, RuntimeError, OSError) as e:
             raise PublishError(f"{routing_key}: not confirmed: {type(e).__name__}: {e}") from e
 
-    async def consume(self, role: str, handler: Handler, *, prefetch: int | None = None) -> None:
-        consumer_for(role)
-        if self._connection is None:
-            raise RuntimeError("start() the bus before consuming")
-        channel = await self._connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=prefetch or self._settings.prefetch)
-        queue = await self._declare_queues(channel, role)
+    async def consume(
+        self, role: str, handler: Handler, *, prefetch: int | None = None
+    ) -> _AmqpSubscription:
+        subscription = await self._subscribe(role, prefetch or self._settings.prefetch)
 
         async def on_message(incoming: AbstractIncomingMessage) -> None:
             task = asyncio.current_task()
             if task is not None:
-                self._in_flight.add(task)
-            try:
-                await self._deliver(channel, role, handler, incoming)
-            finally:
-                if task is not None:
-                    self._in_flight.discard(task)
+                subscription.track(task)
+            await self._deliver(subscription.channel, role, handler, incoming)
 
-        tag = await queue.consume(on_message, no_ack=False)
-        self._consumers.append((channel, queue, tag))
+        subscription.tag = await subscription.queue.consume(on_message, no_ack=False)
+        return subscription
+
+    async def _subscribe(self, role: str, prefetch: int) -> _AmqpSubscription:
+        consumer_for(role)
+        if self._connection is None:
+            raise RuntimeError("start() the bus before consuming")
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await self._declare_queues(channel, role)
+        subscription = _AmqpSubscription(self, channel, queue)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def forget(self, subscription: _AmqpSubscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
 
     async def _deliver(
         self,
@@ -178,14 +220,12 @@ class AmqpBus:
         max_batch: int,
         max_wait: float,
         prefetch: int | None = None,
-    ) -> None:
-        consumer_for(role)
-        if self._connection is None:
-            raise RuntimeError("start() the bus before consuming")
-        channel = await self._connection.channel(publisher_confirms=True)
+    ) -> _AmqpSubscription:
         # A prefetch below the batch size would cap every batch at the prefetch.
-        await channel.set_qos(prefetch_count=max(prefetch or self._settings.prefetch, max_batch))
-        queue = await self._declare_queues(channel, role)
+        subscription = await self._subscribe(
+            role, max(prefetch or self._settings.prefetch, max_batch)
+        )
+        channel = subscription.channel
         arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 
         async def on_message(incoming: AbstractIncomingMessage) -> None:
@@ -204,16 +244,15 @@ class AmqpBus:
                     handler, batch, bus, role=role, max_attempts=self._settings.max_attempts
                 )
             )
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            subscription.track(task)
             # Shielded: stopping the consumer lets the batch in hand finish.
             await asyncio.shield(task)
 
-        tag = await queue.consume(on_message, no_ack=False)
-        self._consumers.append((channel, queue, tag))
-        self._collectors.append(
-            asyncio.create_task(run_batches(arrived, max_batch, max_wait, run), name=role)
+        subscription.tag = await subscription.queue.consume(on_message, no_ack=False)
+        subscription.collector = asyncio.create_task(
+            run_batches(arrived, max_batch, max_wait, run), name=role
         )
+        return subscription
 
     async def _settle(
         self,
@@ -257,24 +296,6 @@ class AmqpBus:
             # and the consumer's idempotence absorbs it.
             log.warning("bus.ack_failed", role=role, error=str(error))
 
-    async def stop_consuming(self) -> None:
-        consumers, self._consumers = self._consumers, []
-        for _channel, queue, tag in consumers:
-            try:
-                await queue.cancel(tag)
-            except (aiormq.exceptions.AMQPError, RuntimeError) as error:
-                log.warning("bus.cancel_failed", queue=queue.name, error=str(error))
-        collectors, self._collectors = self._collectors, []
-        for task in collectors:
-            task.cancel()
-        for task in collectors:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
-        for channel, _queue, _tag in consumers:
-            await channel.close()
-
     async def dead_letters(self, role: str) -> list[DeadLetter]:
         if self._connection is None:
             raise RuntimeError("start() the bus first")
@@ -296,7 +317,8 @@ class AmqpBus:
             await channel.close()
 
     async def close(self) -> None:
-        await self.stop_consuming()
+        for subscription in list(self._subscriptions):
+            await subscription.stop()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None

@@ -73,6 +73,19 @@ Handler = Callable[[Delivery], Awaitable[None]]
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
+class Subscription(Protocol):
+    """One consumer's hold on its role's queue, stopped on its own."""
+
+    async def stop(self, *, drain: float = 0.0) -> None:
+        """Take no new deliveries and wait for the ones in hand to finish.
+
+        With ``drain``, first keep delivering until nothing is left for this consumer in this
+        process, for at most ``drain`` seconds: the in-process bus loses what is queued when
+        its process stops, a broker keeps it, so on RabbitMQ there is nothing to wait for.
+        """
+        ...
+
+
 class Bus(Protocol):
     """Publish messages and consume them per role, with the delivery guarantees above."""
 
@@ -93,7 +106,9 @@ class Bus(Protocol):
         """Publish an already-encoded body (re-queueing dead letters, tests of poison input)."""
         ...
 
-    async def consume(self, role: str, handler: Handler, *, prefetch: int | None = None) -> None:
+    async def consume(
+        self, role: str, handler: Handler, *, prefetch: int | None = None
+    ) -> Subscription:
         """Start delivering the role's queue to ``handler``, ``prefetch`` at a time."""
         ...
 
@@ -105,17 +120,13 @@ class Bus(Protocol):
         max_batch: int,
         max_wait: float,
         prefetch: int | None = None,
-    ) -> None:
+    ) -> Subscription:
         """Deliver the role's queue in batches: up to ``max_batch`` deliveries, or whatever
         arrived within ``max_wait`` seconds of the first. A returning handler acks the whole
         batch; a failing one is given each delivery alone, and each then gets the outcome of
         :meth:`consume` (ack, retry, dead letter), so one bad message holds back no other.
         Payloads that are not valid messages are dead-lettered before the handler sees them.
         """
-        ...
-
-    async def stop_consuming(self) -> None:
-        """Take no new deliveries and wait for the handlers in flight to finish."""
         ...
 
     async def dead_letters(self, role: str) -> list[DeadLetter]:
@@ -128,7 +139,7 @@ class Bus(Protocol):
         ...
 
     async def close(self) -> None:
-        """Stop consuming and disconnect."""
+        """Stop every subscription still running, then disconnect."""
         ...
 
 

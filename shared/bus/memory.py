@@ -39,6 +39,35 @@ class _Envelope:
     attempt: int = 1
 
 
+class _MemorySubscription:
+    """One consumer of a role's in-process queue: its worker tasks and deliveries in hand."""
+
+    def __init__(self, bus: MemoryBus, role: str) -> None:
+        self._bus = bus
+        self.role = role
+        self.workers: list[asyncio.Task[None]] = []
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def stop(self, *, drain: float = 0.0) -> None:
+        if drain > 0:
+            waiting = await self._bus.drain(self, drain)
+            if waiting:
+                log.warning("bus.drain_timeout", role=self.role, waiting=waiting, seconds=drain)
+        workers, self.workers = self.workers, []
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        self._bus.forget(self)
+
+
 class MemoryBus:
     """A real bus for one process; same contract as :class:`shared.bus.amqp.AmqpBus`."""
 
@@ -46,9 +75,8 @@ class MemoryBus:
         self._settings = settings
         self._queues: dict[str, asyncio.Queue[_Envelope]] = {}
         self._dead: dict[str, list[DeadLetter]] = {}
-        self._workers: list[asyncio.Task[None]] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._retries: set[asyncio.Task[None]] = set()
+        self._subscriptions: list[_MemorySubscription] = []
+        self._retries: dict[str, set[asyncio.Task[None]]] = {}
         self._closed = False
 
     @property
@@ -61,6 +89,7 @@ class MemoryBus:
                 consumer.role, asyncio.Queue(maxsize=self._settings.memory_queue_limit)
             )
             self._dead.setdefault(consumer.role, [])
+            self._retries.setdefault(consumer.role, set())
 
     async def publish(self, message: Message) -> None:
         await self.publish_raw(message.kind, message.to_bytes())
@@ -80,19 +109,31 @@ class MemoryBus:
         for queue in targets:
             queue.put_nowait(_Envelope(routing_key, body))
 
-    async def consume(self, role: str, handler: Handler, *, prefetch: int | None = None) -> None:
+    async def consume(
+        self, role: str, handler: Handler, *, prefetch: int | None = None
+    ) -> _MemorySubscription:
         consumer_for(role)
+        subscription = self._subscribe(role)
         for _ in range(prefetch or self._settings.prefetch):
-            task = asyncio.create_task(self._work(role, handler), name=f"consume-{role}")
-            self._workers.append(task)
+            task = asyncio.create_task(self._work(subscription, handler), name=f"consume-{role}")
+            subscription.workers.append(task)
+        return subscription
 
-    async def _work(self, role: str, handler: Handler) -> None:
-        queue = self._queues[role]
+    def _subscribe(self, role: str) -> _MemorySubscription:
+        subscription = _MemorySubscription(self, role)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def forget(self, subscription: _MemorySubscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    async def _work(self, subscription: _MemorySubscription, handler: Handler) -> None:
+        queue = self._queues[subscription.role]
         while True:
             envelope = await queue.get()
-            delivery = asyncio.create_task(self._deliver(role, handler, envelope))
-            self._in_flight.add(delivery)
-            delivery.add_done_callback(self._in_flight.discard)
+            delivery = asyncio.create_task(self._deliver(subscription.role, handler, envelope))
+            subscription.track(delivery)
             try:
                 # Shielded: stopping the consumer lets the delivery in hand finish.
                 await asyncio.shield(delivery)
@@ -118,18 +159,25 @@ class MemoryBus:
         max_batch: int,
         max_wait: float,
         prefetch: int | None = None,
-    ) -> None:
+    ) -> _MemorySubscription:
         # One collector per call: batches are the unit of concurrency, and ``prefetch`` has
         # nothing to bound here since the queue is in this process already.
         consumer_for(role)
+        subscription = self._subscribe(role)
         task = asyncio.create_task(
-            self._work_batches(role, handler, max_batch, max_wait), name=f"consume-{role}"
+            self._work_batches(subscription, handler, max_batch, max_wait), name=f"consume-{role}"
         )
-        self._workers.append(task)
+        subscription.workers.append(task)
+        return subscription
 
     async def _work_batches(
-        self, role: str, handler: BatchHandler, max_batch: int, max_wait: float
+        self,
+        subscription: _MemorySubscription,
+        handler: BatchHandler,
+        max_batch: int,
+        max_wait: float,
     ) -> None:
+        role = subscription.role
         queue = self._queues[role]
         settle = Settle[_Envelope](
             lambda e: (e.routing_key, e.body, e.attempt), self._settle_async(role)
@@ -147,8 +195,7 @@ class MemoryBus:
                     max_attempts=self._settings.max_attempts,
                 )
             )
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            subscription.track(task)
             try:
                 # Shielded: stopping the consumer lets the batch in hand finish.
                 await asyncio.shield(task)
@@ -173,8 +220,8 @@ class MemoryBus:
             )
             again = _Envelope(envelope.routing_key, envelope.body, envelope.attempt + 1)
             task = asyncio.create_task(self._requeue_later(role, again, delay))
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
+            self._retries[role].add(task)
+            task.add_done_callback(self._retries[role].discard)
         elif verdict.action is Action.DEAD_LETTER:
             self._dead[role].append(
                 DeadLetter(
@@ -190,15 +237,19 @@ class MemoryBus:
         await asyncio.sleep(delay)
         await self._queues[role].put(envelope)
 
-    async def stop_consuming(self) -> None:
-        workers, self._workers = self._workers, []
-        for task in workers:
-            task.cancel()
-        for task in workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+    async def drain(self, subscription: _MemorySubscription, within: float) -> int:
+        """Wait until the role's queue, its retries and the subscription's deliveries in hand
+        are done, for at most ``within`` seconds; return how many messages still wait."""
+        role = subscription.role
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while waiting := self._queues[role].qsize() + len(self._retries[role]):
+            if loop.time() >= deadline:
+                return waiting
+            await asyncio.sleep(0.02)
+        if subscription.in_flight:
+            await asyncio.wait(subscription.in_flight, timeout=max(0.0, deadline - loop.time()))
+        return self._queues[role].qsize()
 
     async def dead_letters(self, role: str) -> list[DeadLetter]:
         consumer_for(role)
@@ -218,9 +269,11 @@ class MemoryBus:
         return [envelope.body for envelope in list(queue._queue)]  # type: ignore[attr-defined]
 
     async def close(self) -> None:
-        await self.stop_consuming()
-        for task in list(self._retries):
-            task.cancel()
+        for subscription in list(self._subscriptions):
+            await subscription.stop()
+        for retries in self._retries.values():
+            for task in list(retries):
+                task.cancel()
         self._closed = True
         if any(queue.qsize() for queue in self._queues.values()):
             waiting = {role: queue.qsize() for role, queue in self._queues.items()}

@@ -148,7 +148,9 @@ async def test_poison_in_a_batch_is_dead_lettered_before_the_handler(
     assert "invalid instance.received message" in letter.reason
 
 
-async def test_stop_consuming_finishes_the_batch_in_hand(make_bus: Callable[..., Bus]) -> None:
+async def test_stopping_a_subscription_finishes_the_batch_in_hand(
+    make_bus: Callable[..., Bus],
+) -> None:
     bus = make_bus()
     await bus.start()
     finished: list[str] = []
@@ -157,9 +159,9 @@ async def test_stop_consuming_finishes_the_batch_in_hand(make_bus: Callable[...,
         await asyncio.sleep(0.5)
         finished.extend(uid(d) for d in deliveries)
 
-    await bus.consume_batch("router", slow, max_batch=5, max_wait=0.05)
+    subscription = await bus.consume_batch("router", slow, max_batch=5, max_wait=0.05)
     for index in range(3):
         await bus.publish(received(index))
     await asyncio.sleep(0.3)
-    await bus.stop_consuming()
+    await subscription.stop()
     assert sorted(finished) == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]

@@ -34,6 +34,21 @@ def received(index: int) -> InstanceReceived:
     )
 
 
+def filed(index: int) -> InstanceFiled:
+    return InstanceFiled(
+        sop_instance_uid=f"1.2.3.{index}",
+        sop_class_uid="1.2.4",
+        study_instance_uid="1.2.5",
+        series_instance_uid="1.2.6",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        account="Guest/DOE^JOHN",
+        path="Guest/x/Dicom/001_T1/001-001-000001.dcm",
+        size=10,
+        received_at=datetime.now(UTC),
+        calling_ae="CT",
+    )
+
+
 @pytest.fixture(params=["memory", "amqp"])
 async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Bus]]:
     """Open buses of one kind on one fresh topology; all closed and deleted afterwards."""
@@ -133,20 +148,8 @@ async def test_messages_reach_only_the_queues_bound_to_their_kind(
     await bus.consume("router", router)
     await bus.consume("indexer", indexer)
     await bus.consume("scansheet", scansheet)
-    filed = InstanceFiled(
-        sop_instance_uid="1.2.3",
-        sop_class_uid="1.2.4",
-        study_instance_uid="1.2.5",
-        series_instance_uid="1.2.6",
-        transfer_syntax_uid="1.2.840.10008.1.2.1",
-        account="Guest/DOE^JOHN",
-        path="Guest/x/Dicom/001_T1/001-001-000001.dcm",
-        size=10,
-        received_at=datetime.now(UTC),
-        calling_ae="CT",
-    )
     await bus.publish(received(1))
-    await bus.publish(filed)
+    await bus.publish(filed(3))
     await bus.publish(StudyComplete(study_instance_uid="1.2.5", reason="manual"))
     await asyncio.gather(router.wait_for(1), indexer.wait_for(1), scansheet.wait_for(1))
     await asyncio.sleep(0.2)
@@ -241,7 +244,7 @@ async def test_unroutable_publish_fails(make_bus: Callable[..., Bus]) -> None:
         await bus.publish_raw("nobody.listens", b"{}")
 
 
-async def test_stop_consuming_waits_for_the_delivery_in_hand(
+async def test_stopping_a_subscription_waits_for_the_delivery_in_hand(
     make_bus: Callable[..., Bus],
 ) -> None:
     bus = make_bus()
@@ -253,11 +256,47 @@ async def test_stop_consuming_waits_for_the_delivery_in_hand(
         assert isinstance(delivery.message, InstanceReceived)
         finished.append(delivery.message.sop_instance_uid)
 
-    await bus.consume("router", slow, prefetch=1)
+    subscription = await bus.consume("router", slow, prefetch=1)
     await bus.publish(received(1))
     await asyncio.sleep(0.2)
-    await bus.stop_consuming()
+    await subscription.stop()
     assert finished == ["1.2.3.1"]
+
+
+async def test_stopping_one_subscription_leaves_the_others_consuming(
+    make_bus: Callable[..., Bus],
+) -> None:
+    bus = make_bus()
+    await bus.start()
+    router, indexer = Recorder(), Recorder()
+    routing = await bus.consume("router", router)
+    await bus.consume("indexer", indexer)
+    await routing.stop()
+    await bus.publish(received(1))
+    await bus.publish(filed(2))
+    await indexer.wait_for(1)
+    await asyncio.sleep(0.3)
+    assert router.deliveries == []
+
+
+# Only the in-process bus loses what is queued when its process stops, so only it drains.
+@pytest.mark.parametrize("make_bus", ["memory"], indirect=True)
+async def test_a_draining_stop_first_works_through_what_is_queued(
+    make_bus: Callable[..., Bus],
+) -> None:
+    bus = make_bus()
+    await bus.start()
+    for index in range(20):
+        await bus.publish(received(index))
+
+    async def slowly(delivery: Delivery) -> None:
+        await asyncio.sleep(0.01)
+        await recorder(delivery)
+
+    recorder = Recorder()
+    subscription = await bus.consume("router", slowly, prefetch=2)
+    await subscription.stop(drain=30)
+    assert len(recorder.deliveries) == 20
 
 
 # The in-process bus lives and dies with its process, by design: RabbitMQ only.
