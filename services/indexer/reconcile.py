@@ -9,7 +9,9 @@ and then fixed by hand.
 
 The work is bounded: the trail is read ``indexer.reconcile_page`` events at a time (by id),
 and what is due is written in batches of ``indexer.batch_size``. Files that are gone are
-skipped with a warning: a newer filing, or the bus, will bring them.
+skipped with a warning: a newer filing, or the bus, will bring them. An instance that cannot
+be indexed is logged with its reason and passed over; it never stops the catch-up. The
+catch-up runs beside the consumer (see :mod:`services.indexer.service`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.indexer.consumer import Indexing
+from services.indexer.header import IndexedInstance
 from services.indexer.store import utc
+from shared.bus import Retry
 from shared.db.audit import Action
 from shared.db.schema import audit_events, instances
 from shared.log import get_logger
@@ -43,6 +47,7 @@ class Reconciled:
     indexed: int = 0
     missing: int = 0
     unreadable: int = 0
+    failed: int = 0
 
 
 async def reconcile(engine: AsyncEngine, indexing: Indexing, page: int, batch: int) -> Reconciled:
@@ -63,8 +68,7 @@ async def reconcile(engine: AsyncEngine, indexing: Indexing, page: int, batch: i
             report.missing += len(reading.missing)
             report.unreadable += len(reading.unreadable)
             if reading.indexed:
-                outcome = await indexing.write(reading.indexed)
-                report.indexed += outcome.inserted + outcome.updated
+                await _write(indexing, reading.indexed, report)
     log.info(
         "index.reconciled",
         events=report.events,
@@ -72,8 +76,32 @@ async def reconcile(engine: AsyncEngine, indexing: Indexing, page: int, batch: i
         indexed=report.indexed,
         missing=report.missing,
         unreadable=report.unreadable,
+        failed=report.failed,
     )
     return report
+
+
+async def _write(indexing: Indexing, chunk: list[IndexedInstance], report: Reconciled) -> None:
+    """Write a chunk; when it fails, each instance alone, so that one that cannot be indexed
+    is reported and passed over rather than holding back the others (and every start-up)."""
+    try:
+        outcome = await indexing.write(chunk)
+    except Retry:
+        raise  # the database is away: the catch-up stops and is done again at the next start
+    # Any other failure is this data's or a bug's: found by trying each instance alone.
+    except Exception as error:
+        if len(chunk) == 1:
+            log.exception(
+                "index.reconcile_failed",
+                sop_instance_uid=chunk[0].message.sop_instance_uid,
+                error=f"{type(error).__name__}: {error}",
+            )
+            report.failed += 1
+            return
+        for item in chunk:
+            await _write(indexing, [item], report)
+        return
+    report.indexed += outcome.inserted + outcome.updated
 
 
 async def _page(engine: AsyncEngine, after: int, page: int) -> list[Row]:

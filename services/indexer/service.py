@@ -1,22 +1,23 @@
-"""The indexer service: catch up from the audit trail, then index ``instance.filed`` batches.
+"""The indexer service: index ``instance.filed`` batches, and catch up from the audit trail.
 
-Start: reconcile (see :mod:`services.indexer.reconcile`), then consume the ``indexer`` queue
-in batches of ``indexer.batch_size`` or ``indexer.max_wait_ms``. Stop: on the in-process bus,
-first work through what is queued (the router has stopped by then, so the queue only
-shrinks), for at most ``DRAIN_SECONDS``; then stop consuming, letting the batch in hand finish.
-What a stop leaves queued on the in-process bus is caught up by the next start-up.
+Start: consume the ``indexer`` queue in batches of ``indexer.batch_size`` or
+``indexer.max_wait_ms``, and catch up in the background (see :mod:`services.indexer.reconcile`):
+neither a large archive nor an instance that cannot be indexed holds a start-up back. Stop: on
+the in-process bus, first work through what is queued (the router has stopped by then, so the
+queue only shrinks), for at most ``DRAIN_SECONDS``; then stop consuming, letting the batch in
+hand finish. What a stop leaves queued on the in-process bus is caught up at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.indexer.consumer import Indexing
 from services.indexer.reconcile import Reconciled, reconcile
-from shared.bus import Bus
-from shared.bus.memory import MemoryBus
+from shared.bus import Bus, Retry, Subscription
 from shared.log import get_logger
 from shared.settings import Settings
 
@@ -34,20 +35,19 @@ class Indexer:
         self._bus = bus
         self._engine = engine
         self.indexing = Indexing(settings, engine)
-        self.reconciled: Reconciled | None = None
+        self._subscription: Subscription | None = None
+        self._catch_up: asyncio.Task[Reconciled | None] | None = None
 
     async def start(self) -> None:
         options = self._settings.indexer
-        self.reconciled = await reconcile(
-            self._engine, self.indexing, options.reconcile_page, options.batch_size
-        )
-        await self._bus.consume_batch(
+        self._subscription = await self._bus.consume_batch(
             ROLE,
             self.indexing.handle,
             max_batch=options.batch_size,
             max_wait=options.max_wait_ms / 1000,
             prefetch=options.prefetch,
         )
+        self._catch_up = asyncio.create_task(self._reconcile(), name="indexer-catch-up")
         log.info(
             "indexer.started",
             batch_size=options.batch_size,
@@ -55,17 +55,28 @@ class Indexer:
             prefetch=options.prefetch,
         )
 
-    async def stop(self) -> None:
-        if isinstance(self._bus, MemoryBus):
-            await self._drain(self._bus)
-        await self._bus.stop_consuming()
-        log.info("indexer.stopped")
+    async def caught_up(self) -> Reconciled | None:
+        """The start-up catch-up's counts once it is over (None if it could not finish)."""
+        assert self._catch_up is not None, "start() first"
+        return await asyncio.shield(self._catch_up)
 
-    async def _drain(self, bus: MemoryBus) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_SECONDS
-        while bus.waiting(ROLE):
-            if loop.time() > deadline:
-                log.warning("indexer.drain_timeout", waiting=len(bus.waiting(ROLE)))
-                return
-            await asyncio.sleep(0.05)
+    async def _reconcile(self) -> Reconciled | None:
+        options = self._settings.indexer
+        try:
+            return await reconcile(
+                self._engine, self.indexing, options.reconcile_page, options.batch_size
+            )
+        except Retry as error:  # the database stayed away longer than its bound
+            log.error("index.reconcile_stopped", error=str(error))
+            return None
+
+    async def stop(self) -> None:
+        if self._catch_up is not None and not self._catch_up.done():
+            # Unfinished catch-up is simply done again at the next start.
+            self._catch_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catch_up
+        if self._subscription is not None:
+            await self._subscription.stop(drain=DRAIN_SECONDS)
+            self._subscription = None
+        log.info("indexer.stopped")

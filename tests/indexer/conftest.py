@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.app import Running, start
+from services.indexer.service import Indexer
 from shared.db.audit import AuditEvent
 from shared.db.engine import create_engine
 from shared.messages import InstanceFiled
@@ -24,8 +25,12 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
 
 @asynccontextmanager
 async def indexer(settings: Settings) -> AsyncIterator[Running]:
+    """The indexer started as `run` starts it, once its start-up catch-up is over."""
     running = await start(settings, {"indexer"})
     try:
+        service = running.services["indexer"]
+        assert isinstance(service, Indexer)
+        await service.caught_up()
         yield running
     finally:
         await running.stop()
