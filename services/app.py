@@ -13,6 +13,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,12 +23,17 @@ from services.router.service import Router
 from services.scansheet.service import ScanSheets
 from shared.bus import Bus, open_bus
 from shared.db.engine import open_index
-from shared.log import get_logger
+from shared.log import configure_logging, get_logger
+from shared.process import DataDirectoryLock, StartError
 from shared.settings import Settings
 
 log = get_logger(__name__)
 
-Stop = Callable[[], Awaitable[None]]
+
+class Service(Protocol):
+    """A started service: stopped once, in the reverse order of starting."""
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -37,51 +43,55 @@ class Running:
     settings: Settings
     bus: Bus
     engine: AsyncEngine | None = None
-    receiver: Receiver | None = None
-    stoppers: list[Stop] = field(default_factory=list)
+    lock: DataDirectoryLock | None = None
+    services: dict[str, Service] = field(default_factory=dict)
 
     @property
     def index(self) -> AsyncEngine:
         assert self.engine is not None, "this role needs the index database"
         return self.engine
 
+    @property
+    def receiver(self) -> Receiver | None:
+        receiver = self.services.get("receiver")
+        return receiver if isinstance(receiver, Receiver) else None
+
     async def stop(self) -> None:
-        for stop in reversed(self.stoppers):
-            await stop()
-        self.stoppers.clear()
+        for role in reversed(list(self.services)):
+            await self.services.pop(role).stop()
         await self.bus.close()
         if self.engine is not None:
             await self.engine.dispose()
+        if self.lock is not None:
+            self.lock.release()
         log.info("process.stopped")
 
 
-async def _start_indexer(running: Running) -> Stop:
+async def _start_indexer(running: Running) -> Service:
     indexer = Indexer(running.settings, running.bus, running.index)
     await indexer.start()
-    return indexer.stop
+    return indexer
 
 
-async def _start_receiver(running: Running) -> Stop:
+async def _start_receiver(running: Running) -> Service:
     receiver = Receiver(running.settings, running.bus)
     await receiver.start()
-    running.receiver = receiver
-    return receiver.stop
+    return receiver
 
 
-async def _start_router(running: Running) -> Stop:
+async def _start_router(running: Running) -> Service:
     router = Router(running.settings, running.index, running.bus)
     await router.start()
-    # Stops delivering to every consumer of the process, letting deliveries in hand finish.
-    return running.bus.stop_consuming
+    return router
 
 
-async def _start_scansheet(running: Running) -> Stop:
+async def _start_scansheet(running: Running) -> Service:
     scansheets = ScanSheets(running.settings, running.bus, running.index)
     await scansheets.start()
-    return scansheets.stop
+    return scansheets
 
 
-Starter = Callable[[Running], Awaitable[Stop]]
+Starter = Callable[[Running], Awaitable[Service]]
 
 # In start order: the receiver last, so that it stops first. The scan-sheet service starts
 # first and so stops last, after the router and indexer have filed and indexed what they had.
@@ -95,16 +105,39 @@ EMBEDDED = tuple(STARTERS)
 NEEDS_INDEX = frozenset(STARTERS) - {"receiver"}
 
 
-async def start(settings: Settings, roles: Collection[str], *, index: bool = False) -> Running:
-    """Connect the bus (and the index when a role needs it, or ``index``), start ``roles``."""
+def claim_data_dir(settings: Settings, roles: Collection[str]) -> DataDirectoryLock | None:
+    """The data directory's lock, for a process that receives (it owns the spool); raises
+    :class:`StartError` when another process holds it."""
+    if "receiver" not in roles:
+        return None  # routers, indexers and scan-sheet workers share a data directory
+    lock = DataDirectoryLock(settings.data_dir)
+    lock.acquire()
+    return lock
+
+
+async def start(
+    settings: Settings,
+    roles: Collection[str],
+    *,
+    index: bool = False,
+    lock: DataDirectoryLock | None = None,
+) -> Running:
+    """Claim the data directory (for a receiver), connect the bus (and the index when a role
+    needs it, or ``index``), start ``roles``."""
     unknown = set(roles) - set(STARTERS)
     if unknown:
         raise ValueError(f"unknown service roles: {sorted(unknown)}")
-    for directory in (settings.data_dir, settings.spool_dir, settings.quarantine_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    bus = open_bus(settings.bus)
-    await bus.start()
-    running = Running(settings=settings, bus=bus)
+    lock = lock or claim_data_dir(settings, roles)
+    try:
+        for directory in (settings.data_dir, settings.spool_dir, settings.quarantine_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        bus = open_bus(settings.bus)
+        await bus.start()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    running = Running(settings=settings, bus=bus, lock=lock)
     try:
         if index or NEEDS_INDEX & set(roles):
             running.engine = await open_index(
@@ -112,7 +145,7 @@ async def start(settings: Settings, roles: Collection[str], *, index: bool = Fal
             )
         for role, starter in STARTERS.items():
             if role in roles:
-                running.stoppers.append(await starter(running))
+                running.services[role] = await starter(running)
     except BaseException:
         await running.stop()
         raise
@@ -120,14 +153,18 @@ async def start(settings: Settings, roles: Collection[str], *, index: bool = Fal
 
 
 async def serve(settings: Settings, roles: Collection[str], *, index: bool = False) -> int:
-    """Start, run until SIGTERM or SIGINT, stop in order; the process exit code."""
+    """Claim the data directory, log, start, run until SIGTERM or SIGINT, stop in order; the
+    process exit code. A data directory in use raises :class:`StartError` before any file is
+    touched, the log included."""
+    lock = claim_data_dir(settings, roles)
+    configure_logging(settings.log_file, settings.log.level)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     try:
-        running = await start(settings, roles, index=index)
-    except ConnectionError as error:
+        running = await start(settings, roles, index=index, lock=lock)
+    except (ConnectionError, StartError) as error:
         log.error("process.start_failed", error=str(error))
         return 1
     log.info(

@@ -24,6 +24,7 @@ from services.cli import (
     tags,
 )
 from shared.log import configure_logging
+from shared.process import StartError
 from shared.settings import SettingsError
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"store-server {args.command}: {error}", file=sys.stderr)
         return 2
-    except ConnectionError as error:  # the database or broker did not answer in time
+    except (ConnectionError, StartError) as error:  # no database or broker, a busy data dir
         print(f"store-server {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

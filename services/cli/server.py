@@ -8,7 +8,6 @@ import asyncio
 from services.app import STARTERS, serve
 from services.cli.options import add_settings_flags, settings_from_args
 from shared.dicom.net import storage
-from shared.log import configure_logging
 from shared.settings import SettingsError
 
 SERVICE_HELP = {
@@ -51,5 +50,4 @@ def _one_service(args: argparse.Namespace) -> int:
             f"bus.url: the {args.role} on its own needs an amqp:// bus; memory:// only "
             "connects services inside one `store-server run` process"
         )
-    configure_logging(settings.log_file, settings.log.level)
     return asyncio.run(serve(settings, {args.role}))

@@ -29,6 +29,7 @@ from services.receiver import handlers, mpps
 from services.receiver.intake import Intake, Publish
 from services.receiver.spool import Spool
 from shared.log import get_logger
+from shared.process import StartError
 from shared.settings import ReceiverSettings
 
 log = get_logger(__name__)
@@ -106,11 +107,14 @@ class Listener:
         tempfile.tempdir = str(self._spool.incoming)
         self._ae = build_ae(self._settings)
         handlers_list = event_handlers(self._settings, self._intake, self._publish)
-        address = (self._settings.host, self._settings.port)
-        self._serve(address, handlers_list, None)
-        if self._settings.tls.port is not None:
-            tls_address = (self._settings.host, self._settings.tls.port)
-            self._serve(tls_address, handlers_list, tls_context(self._settings))
+        try:
+            self._serve("receiver.port", self._settings.port, handlers_list, None)
+            if self._settings.tls.port is not None:
+                context = tls_context(self._settings)
+                self._serve("receiver.tls.port", self._settings.tls.port, handlers_list, context)
+        except StartError:
+            self.stop(grace=0)
+            raise
         log.info(
             "receiver.listening",
             ae_title=self._settings.ae_title,
@@ -120,12 +124,22 @@ class Listener:
         )
 
     def _serve(
-        self, address: tuple[str, int], handlers_list: list[Any], context: ssl.SSLContext | None
+        self,
+        setting: str,
+        port: int,
+        handlers_list: list[Any],
+        context: ssl.SSLContext | None,
     ) -> None:
         assert self._ae is not None
-        server = self._ae.start_server(
-            address, block=False, evt_handlers=handlers_list, ssl_context=context
-        )
+        address = (self._settings.host, port)
+        try:
+            server = self._ae.start_server(
+                address, block=False, evt_handlers=handlers_list, ssl_context=context
+            )
+        except OSError as error:  # the port is taken, or ours to bind only as root
+            raise StartError(
+                f"{setting}: cannot listen on {address[0]}:{port}: {error.strerror or error}"
+            ) from None
         assert server is not None  # non-blocking start_server always returns its server
         self._servers.append(server)
 

@@ -38,7 +38,16 @@ def async_url(url: str) -> str:
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
+        # One connection, handed out in turn: SQLite has one writer at a time, and its own
+        # busy handler (sleeping in each connection's thread) let a writer that commits in a
+        # tight loop starve the others past the busy timeout. The pool's queue is fair.
+        engine = create_async_engine(
+            async_url(url),
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=120,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine

@@ -23,7 +23,6 @@ from pynetdicom.status import code_to_category
 
 from shared.dicom.contexts import UNCOMPRESSED, AssociationPlan, OutgoingInstance, plan_associations
 from shared.dicom.files import DicomFileError, read_dataset
-from shared.log import configure_logging
 from shared.settings import Settings
 
 VERIFICATION = UID("1.2.840.10008.1.1")
@@ -175,7 +174,6 @@ def storage(settings: Settings) -> int:
     # on its own.
     from services.app import EMBEDDED, serve
 
-    configure_logging(settings.log_file, settings.log.level)
     return asyncio.run(serve(settings, EMBEDDED, index=True))
 
 
