@@ -45,6 +45,7 @@ def _ae_title(value: str) -> str:
 
 
 AETitle = Annotated[str, AfterValidator(_ae_title)]
+Paper = Literal["A4", "Letter"]
 
 
 class Section(BaseModel):
@@ -266,6 +267,7 @@ class ScanSheetSettings(Section):
     thumbnail_timeout: float = Field(default=20.0, gt=0, description="seconds per image")
     thumbnail_max_pixels: int = Field(default=50_000_000, ge=1, description="per frame")
     thumbnail_workers: int = Field(default=2, ge=1, le=64, description="worker processes")
+    paper: Paper = Field(default="A4", description="the paper the sheet is printed on")
 
 
 class LogSettings(Section):
