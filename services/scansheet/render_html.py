@@ -17,6 +17,7 @@ from html import escape
 
 from services.scansheet.content import SheetContent
 from services.scansheet.thumbnails import Thumbnail
+from shared.dicom.parameters import parameters_line
 from shared.settings import Paper
 
 PAPER_SIZES: dict[Paper, str] = {"A4": "A4", "Letter": "letter"}
@@ -136,7 +137,7 @@ def render_html(content: SheetContent, thumbnails: list[Thumbnail], paper: Paper
     """The page, UTF-8 encoded; ``thumbnails`` are in the order of ``content.series``."""
     rows = []
     for row, thumbnail in zip(content.series, thumbnails, strict=True):
-        parameters = ", ".join(f"{label} {value}" for label, value in row.parameters.items())
+        parameters = parameters_line(row.parameters)
         rows.append(
             "<tr>"
             f'<td class="num">{escape(row.number)}</td>'
