@@ -1,10 +1,11 @@
 """The acquisition parameters that matter for a series' modality, written for people.
 
-MR: TR, TE, TI, flip angle, slice thickness, spacing between slices, matrix, field of view,
-sequence. CT: kVp, mAs, slice thickness, kernel. Anything else: slice thickness and matrix.
-Values come from the index's series row, and what the row lacks from a header of the series
-(its middle instance's). A value that is absent or unreadable is left out rather than shown
-as a guess.
+MR: TR, TE, TI, flip angle, slice thickness, spacing between slices, pixel spacing, matrix,
+field of view, sequence, field strength. CT: kVp, mAs, slice thickness, pixel spacing,
+kernel. Anything else: slice thickness, pixel spacing and matrix. The scan sheet and
+``store-server study`` both show these, so they say the same. Values come from the index's
+series row, and what the row lacks from a header of the series (its middle instance's). A
+value that is absent or unreadable is left out rather than shown as a guess.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def _spacing(row: Mapping[str, Any], header: Dataset) -> list[float]:
     except ValueError:
         spacing = []
     return spacing or header_numbers(header, "PixelSpacing")
+
+
+def _pixel_spacing(row: Mapping[str, Any], header: Dataset) -> str:
+    spacing = _spacing(row, header)
+    if len(spacing) != 2:
+        return ""
+    # Three significant digits: 0.4296875 is 0.43 to a reader, and 0.0625 keeps its meaning.
+    return f"{number(spacing[0], 3)} \N{MULTIPLICATION SIGN} {number(spacing[1], 3)} mm"
 
 
 def _matrix(row: Mapping[str, Any], header: Dataset) -> str:
@@ -81,9 +90,11 @@ def series_parameters(row: Mapping[str, Any], header: Dataset) -> dict[str, str]
             "Flip": _with_unit(row.get("flip_angle"), "°", space=False),
             "Thickness": thickness,
             "Spacing": _with_unit(row.get("spacing_between_slices"), "mm"),
+            "Pixel spacing": _pixel_spacing(row, header),
             "Matrix": _matrix(row, header),
             "FOV": _field_of_view(row, header),
             "Sequence": str(sequence or ""),
+            "Field": _with_unit(row.get("field_strength"), "T"),
         }
     elif modality == "CT":
         kvp = header_numbers(header, "KVP")
@@ -91,10 +102,15 @@ def series_parameters(row: Mapping[str, Any], header: Dataset) -> dict[str, str]
             "kVp": number(kvp[0]) if kvp else "",
             "mAs": _mas(header),
             "Thickness": thickness,
+            "Pixel spacing": _pixel_spacing(row, header),
             "Kernel": header_text(header, "ConvolutionKernel"),
         }
     else:
-        values = {"Thickness": thickness, "Matrix": _matrix(row, header)}
+        values = {
+            "Thickness": thickness,
+            "Pixel spacing": _pixel_spacing(row, header),
+            "Matrix": _matrix(row, header),
+        }
     return {label: value for label, value in values.items() if value}
 
 

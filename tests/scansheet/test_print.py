@@ -50,9 +50,11 @@ def content(series: int) -> SheetContent:
         "Flip": "16°",
         "Thickness": "3 mm",
         "Spacing": "3.5 mm",
+        "Pixel spacing": "0.898 \N{MULTIPLICATION SIGN} 0.898 mm",
         "Matrix": "256x256",
         "FOV": "230x230 mm",
         "Sequence": "*tse1",
+        "Field": "3 T",
     }
     return SheetContent(
         study_instance_uid="1.2.826.0.1.3680043.8.498.1",
