@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydicom.dataset import Dataset
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.cli.options import add_settings_flags, settings_from_args, with_index
@@ -98,8 +97,7 @@ async def _detail(engine: AsyncEngine, uid: str) -> _Shown | None:
         parameters = []
         for one in detail.series:
             middle = await middle_instance(connection, one["series_instance_uid"])
-            header = middle.header if middle is not None else Dataset()
-            parameters.append(series_parameters(one, header))
+            parameters.append(series_parameters(one, middle.header))
         return _Shown(detail, parameters)
 
 

@@ -66,8 +66,7 @@ async def read_content(
     first_header: Dataset | None = None
     for one in detail.series:
         middle = await middle_instance(connection, one["series_instance_uid"])
-        header = middle.header if middle is not None else Dataset()
-        first_header = first_header if first_header is not None else header
+        first_header = first_header if first_header is not None else middle.header
         rows.append(
             SeriesRow(
                 series_instance_uid=one["series_instance_uid"],
@@ -75,8 +74,8 @@ async def read_content(
                 description=_text(one["description"]),
                 modality=_text(one["modality"]),
                 images=int(one["instance_count"] or 0),
-                parameters=series_parameters(one, header),
-                source=accounts_dir / middle.path if middle is not None else None,
+                parameters=series_parameters(one, middle.header),
+                source=accounts_dir / middle.path if middle.path else None,
             )
         )
     header = first_header if first_header is not None else Dataset()

@@ -187,23 +187,20 @@ async def study_detail(connection: AsyncConnection, study_instance_uid: str) -> 
 @dataclass(frozen=True)
 class MiddleInstance:
     """A series' middle instance: its file, relative to the accounts directory, and its header
-    as the index stored it (bulk data left out)."""
+    as the index stored it (bulk data left out). A series without instances has neither: no
+    path and an empty header, which shows nothing rather than failing."""
 
-    path: str
+    path: str | None
     header: Dataset
 
 
-async def middle_instance(
-    connection: AsyncConnection, series_instance_uid: str
-) -> MiddleInstance | None:
-    """The series' middle instance by instance number (those without one last); None when the
-    series has no instance. Its header stands for the series where the row says too little."""
+async def middle_instance(connection: AsyncConnection, series_instance_uid: str) -> MiddleInstance:
+    """The series' middle instance by instance number (those without one last). Its header
+    stands for the series where the series row says too little."""
     in_series = series.c.series_instance_uid == series_instance_uid
     count = await connection.scalar(
         sa.select(sa.func.count()).select_from(instances.join(series)).where(in_series)
     )
-    if not count:
-        return None
     row = (
         await connection.execute(
             sa.select(instances.c.path, instances.c.header)
@@ -211,12 +208,12 @@ async def middle_instance(
             .where(in_series)
             .order_by(instances.c.instance_number.is_(None), instances.c.instance_number)
             .order_by(instances.c.id)
-            .offset(count // 2)
+            .offset((count or 0) // 2)
             .limit(1)
         )
     ).one_or_none()
-    if row is None:  # the series lost instances between the two statements
-        return None
+    if row is None:
+        return MiddleInstance(None, Dataset())
     try:
         header = Dataset.from_json(row.header) if isinstance(row.header, dict) else Dataset()
     # A stored header with a value pydicom cannot take back is read as empty, not fatal.
