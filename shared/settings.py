@@ -249,7 +249,8 @@ class IndexerSettings(Section):
 
 
 class ScanSheetSettings(Section):
-    """When a study counts as complete, and how its scan sheet's thumbnails are made."""
+    """When a study counts as complete, how its scan sheet's thumbnails are made, and the paper
+    the sheet is laid out for."""
 
     stable_age: float = Field(
         default=60.0, gt=0, description="seconds without a new instance before a study completes"
