@@ -45,6 +45,7 @@ def _ae_title(value: str) -> str:
 
 
 AETitle = Annotated[str, AfterValidator(_ae_title)]
+Paper = Literal["A4", "Letter"]
 
 
 class Section(BaseModel):
@@ -248,7 +249,8 @@ class IndexerSettings(Section):
 
 
 class ScanSheetSettings(Section):
-    """When a study counts as complete, and how its scan sheet's thumbnails are made."""
+    """When a study counts as complete, how its scan sheet's thumbnails are made, and the paper
+    the sheet is laid out for."""
 
     stable_age: float = Field(
         default=60.0, gt=0, description="seconds without a new instance before a study completes"
@@ -266,6 +268,7 @@ class ScanSheetSettings(Section):
     thumbnail_timeout: float = Field(default=20.0, gt=0, description="seconds per image")
     thumbnail_max_pixels: int = Field(default=50_000_000, ge=1, description="per frame")
     thumbnail_workers: int = Field(default=2, ge=1, le=64, description="worker processes")
+    paper: Paper = Field(default="A4", description="the paper the sheet is printed on")
 
 
 class LogSettings(Section):

@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.cli.options import add_settings_flags, settings_from_args, with_index
-from shared.db.studies import StudyDetail, StudySummary, list_studies, study_detail
+from shared.db.studies import (
+    StudyDetail,
+    StudySummary,
+    list_studies,
+    middle_instance,
+    study_detail,
+)
+from shared.dicom.parameters import parameters_line, series_parameters
 from shared.settings import SettingsError
 
 
@@ -65,9 +73,32 @@ async def _listed(engine: AsyncEngine, args: argparse.Namespace) -> list[StudySu
         )
 
 
-async def _detail(engine: AsyncEngine, uid: str) -> StudyDetail | None:
+@dataclass(frozen=True)
+class _Shown:
+    """A study and, in the order of its series, each series' parameters as the sheet has them."""
+
+    detail: StudyDetail
+    parameters: list[dict[str, str]]
+
+    def as_json(self) -> dict[str, Any]:
+        shown = self.detail.as_json()
+        shown["series"] = [
+            {**one, "parameters": parameters}
+            for one, parameters in zip(self.detail.series, self.parameters, strict=True)
+        ]
+        return shown
+
+
+async def _detail(engine: AsyncEngine, uid: str) -> _Shown | None:
     async with engine.connect() as connection:
-        return await study_detail(connection, uid)
+        detail = await study_detail(connection, uid)
+        if detail is None:
+            return None
+        parameters = []
+        for one in detail.series:
+            middle = await middle_instance(connection, one["series_instance_uid"])
+            parameters.append(series_parameters(one, middle.header))
+        return _Shown(detail, parameters)
 
 
 def _studies(args: argparse.Namespace) -> int:
@@ -97,13 +128,14 @@ def _studies(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    detail = with_index(settings_from_args(args), lambda engine: _detail(engine, args.uid))
-    if detail is None:
+    shown = with_index(settings_from_args(args), lambda engine: _detail(engine, args.uid))
+    if shown is None:
         print(f"store-server study: no study {args.uid} in the index", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(detail.as_json(), indent=2))
+        print(json.dumps(shown.as_json(), indent=2))
         return 0
+    detail = shown.detail
     study, patient = detail.study, detail.patient
     print(f"Study      {study.study_instance_uid}")
     print(f"Patient    {patient['name'] or ''} ({patient['id'] or 'no ID'})")
@@ -117,19 +149,16 @@ def _study(args: argparse.Namespace) -> int:
         print(f"Disagreed  {name}: also {', '.join(values)}")
     print(f"{study.series_count} series, {study.instance_count} instances")
     _table(
-        ["#", "DESCRIPTION", "MOD", "N", "TR", "TE", "TI", "FLIP", "THK", "PIXEL", "MATRIX", "T"],
+        ["#", "DESCRIPTION", "MOD", "N", "PARAMETERS"],
         [
             [
                 _value(one["number"]),
                 (one["description"] or "")[:30],
                 one["modality"] or "",
                 _value(one["instance_count"]),
-                *(_value(one[k]) for k in ("repetition_time", "echo_time", "inversion_time")),
-                *(_value(one[k]) for k in ("flip_angle", "slice_thickness", "pixel_spacing")),
-                f"{_value(one['rows'])}x{_value(one['columns'])}",
-                _value(one["field_strength"]),
+                parameters_line(parameters),
             ]
-            for one in detail.series
+            for one, parameters in zip(detail.series, shown.parameters, strict=True)
         ],
     )
     return 0
@@ -150,4 +179,5 @@ def _moment(moment: datetime | None) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
     for line in (header, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=False)))
+        cells = (str(cell).ljust(width) for cell, width in zip(line, widths, strict=False))
+        print("  ".join(cells).rstrip())

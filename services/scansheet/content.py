@@ -3,7 +3,9 @@
 Study and series values come from the index's rows (``shared.db.studies``). What the rows do
 not hold (patient age and weight, performing physician, CT kVp, mAs and kernel, field of view
 and matrix) is read from the stored header of each series' middle instance, whose file also
-gives the series' thumbnail. Values are kept as text; the renderers escape them.
+gives the series' thumbnail. A series' acquisition parameters are those of its modality
+(``shared.dicom.parameters``), as ``store-server study`` shows them. Values are kept as text;
+the renderers escape them.
 """
 
 from __future__ import annotations
@@ -13,21 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from pydicom.dataset import Dataset
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scansheet.completion import utc
-from services.scansheet.parameters import (
-    format_date,
-    format_name,
-    format_time,
-    header_text,
-    patient_age,
-    series_parameters,
-)
-from shared.db.schema import instances, series
-from shared.db.studies import study_detail
+from shared.db.studies import middle_instance, study_detail
+from shared.dicom.parameters import series_parameters
+from shared.dicom.values import format_date, format_name, format_time, header_text, patient_age
 
 
 @dataclass(frozen=True)
@@ -62,33 +56,6 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-async def _middle_instance(
-    connection: AsyncConnection, series_uid: str
-) -> tuple[str | None, Dataset]:
-    """The middle instance's path (by instance number) and its stored header."""
-    rows = (
-        await connection.execute(
-            sa.select(instances.c.id, instances.c.path)
-            .select_from(instances.join(series))
-            .where(series.c.series_instance_uid == series_uid)
-            .order_by(instances.c.instance_number.is_(None), instances.c.instance_number)
-            .order_by(instances.c.id)
-        )
-    ).all()
-    if not rows:
-        return None, Dataset()
-    chosen = rows[len(rows) // 2]
-    header = await connection.scalar(
-        sa.select(instances.c.header).where(instances.c.id == chosen.id)
-    )
-    try:
-        dataset = Dataset.from_json(header) if isinstance(header, dict) else Dataset()
-    # A stored header with a value pydicom cannot take back is read as empty, not fatal.
-    except (ValueError, TypeError, KeyError, AttributeError):
-        dataset = Dataset()
-    return str(chosen.path), dataset
-
-
 async def read_content(
     connection: AsyncConnection, study_uid: str, accounts_dir: Path
 ) -> SheetContent:
@@ -98,8 +65,8 @@ async def read_content(
     rows: list[SeriesRow] = []
     first_header: Dataset | None = None
     for one in detail.series:
-        path, header = await _middle_instance(connection, one["series_instance_uid"])
-        first_header = first_header if first_header is not None else header
+        middle = await middle_instance(connection, one["series_instance_uid"])
+        first_header = first_header if first_header is not None else middle.header
         rows.append(
             SeriesRow(
                 series_instance_uid=one["series_instance_uid"],
@@ -107,8 +74,8 @@ async def read_content(
                 description=_text(one["description"]),
                 modality=_text(one["modality"]),
                 images=int(one["instance_count"] or 0),
-                parameters=series_parameters(one, header),
-                source=accounts_dir / path if path else None,
+                parameters=series_parameters(one, middle.header),
+                source=accounts_dir / middle.path if middle.path else None,
             )
         )
     header = first_header if first_header is not None else Dataset()

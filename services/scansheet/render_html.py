@@ -1,20 +1,49 @@
 """The scan sheet as one self-contained HTML page: inline CSS, thumbnails embedded as data URIs.
 
-Sized for print: the page has no fixed paper size, and its content fits the narrower and the
-shorter of A4 and Letter, so a typical study prints on one page of either. Every value comes
-from a modality and is escaped; nothing in the page is fetched from anywhere.
+Sized for print on the site's paper (``scansheet.paper``, A4 or Letter): a typical study fits
+one page of either. A study with more series runs onto further pages, so every printed page
+carries the patient's name, patient ID, study date and "page x of y" in its top margin (CSS
+paged-media margin boxes): a page that falls out of the pile can still be matched to its
+patient. On screen the margins do not exist and the header block at the top says the same.
+Every value comes from a modality and is escaped, for HTML in the body and for CSS in the
+margin boxes; nothing in the page is fetched from anywhere.
 """
 
 from __future__ import annotations
 
 import base64
+import string
 from html import escape
 
 from services.scansheet.content import SheetContent
 from services.scansheet.thumbnails import Thumbnail
+from shared.dicom.parameters import parameters_line
+from shared.settings import Paper
+
+PAPER_SIZES: dict[Paper, str] = {"A4": "A4", "Letter": "letter"}
+
+# Letters, digits and the space cannot end a CSS string, a rule or the style element; every
+# other character of a value is written as a hex escape.
+_CSS_PLAIN = frozenset(string.ascii_letters + string.digits + " ")
+
+# The top margin holds one line of identification on every printed page, 14 mm deep so that
+# the line stays clear of the edge a printer cannot reach.
+PAGE_STYLE = """
+@page {{
+  size: {size};
+  margin: 14mm 10mm 10mm 10mm;
+  @top-left {{
+    content: {identity};
+    font: 8pt "DejaVu Sans", Arial, Helvetica, sans-serif; color: #111;
+  }}
+  @top-right {{
+    content: "page " counter(page) " of " counter(pages);
+    font: 8pt "DejaVu Sans", Arial, Helvetica, sans-serif; color: #111; white-space: nowrap;
+  }}
+}}
+"""
 
 STYLE = """
-@page { margin: 10mm; }
 * { box-sizing: border-box; }
 body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; font-size: 9pt; color: #111;
        margin: 0 auto; max-width: 190mm; padding: 4mm; background: #fff; }
@@ -37,6 +66,8 @@ td.pic img { width: 26mm; height: 26mm; object-fit: contain; background: #000; d
 .placeholder { width: 26mm; height: 26mm; border: 0.3mm dashed #888; color: #555;
                font-size: 6.5pt; display: flex; align-items: center; justify-content: center;
                text-align: center; overflow: hidden; padding: 1mm; }
+/* On paper the page margin already frames the content: its height goes to series rows. */
+@media print { body { padding-top: 0; padding-bottom: 0; } }
 footer { margin-top: 3mm; color: #666; font-size: 7pt; overflow-wrap: anywhere; }
 """
 
@@ -80,11 +111,33 @@ def _picture(thumbnail: Thumbnail, description: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{escape(description)}">'
 
 
-def render_html(content: SheetContent, thumbnails: list[Thumbnail]) -> bytes:
+def _css_string(text: str) -> str:
+    """``text`` as a quoted CSS string that shows exactly ``text``.
+
+    Every escape has all six hex digits, so a digit that follows is never read into it; the
+    space after it ends the escape and is not shown.
+    """
+    return '"' + "".join(c if c in _CSS_PLAIN else f"\\{ord(c):06X} " for c in text) + '"'
+
+
+def _one_line(text: str) -> str:
+    """Control characters and line breaks as single spaces: a margin box holds one line."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+def _identity(content: SheetContent) -> str:
+    """What each printed page says about whose it is."""
+    name = _one_line(content.patient.get("name", "")) or "unnamed patient"
+    patient_id = _one_line(content.patient.get("id", "")) or "\N{EN DASH}"
+    study_date = _one_line(content.study.get("date", "")) or "\N{EN DASH}"
+    return f"{name} · Patient ID {patient_id} · Study date {study_date}"
+
+
+def render_html(content: SheetContent, thumbnails: list[Thumbnail], paper: Paper) -> bytes:
     """The page, UTF-8 encoded; ``thumbnails`` are in the order of ``content.series``."""
     rows = []
     for row, thumbnail in zip(content.series, thumbnails, strict=True):
-        parameters = ", ".join(f"{label} {value}" for label, value in row.parameters.items())
+        parameters = parameters_line(row.parameters)
         rows.append(
             "<tr>"
             f'<td class="num">{escape(row.number)}</td>'
@@ -103,10 +156,13 @@ def render_html(content: SheetContent, thumbnails: list[Thumbnail]) -> bytes:
         part for part in (study.get("description", ""), when, study.get("modality", "")) if part
     )
     generated = content.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+    page_style = PAGE_STYLE.format(
+        size=PAPER_SIZES[paper], identity=_css_string(_identity(content))
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title><style>{STYLE}</style></head>
+<title>{escape(title)}</title><style>{page_style}{STYLE}</style></head>
 <body>
 <h1>{escape(title)}</h1>
 <div class="sub">{escape(subtitle)}</div>

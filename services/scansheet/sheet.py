@@ -90,7 +90,7 @@ class SheetWriter:
             raise SheetError(f"study folder {folder} does not exist")
         thumbnails = await self._pool.make_all([row.source for row in content.series])
         files = {
-            "scansheet.html": render_html(content, thumbnails),
+            "scansheet.html": render_html(content, thumbnails, self._settings.scansheet.paper),
             "scansheet.png": render_png(
                 content, thumbnails, self._settings.scansheet.thumbnail_size
             ),

@@ -1,6 +1,7 @@
-"""Queries over the index for people: the study list and one study with its series.
+"""Queries over the index for people: the study list, one study with its series, and the
+middle instance of a series with its stored header.
 
-Used by ``store-server studies`` and ``store-server study``, and meant for the scan sheet.
+Used by ``store-server studies`` and ``store-server study``, and by the scan sheet.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydicom.dataset import Dataset
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.schema import patients, series, studies
+from shared.db.schema import instances, patients, series, studies
 
 SERIES_FIELDS = (
     "series_instance_uid",
@@ -180,3 +182,41 @@ async def study_detail(connection: AsyncConnection, study_instance_uid: str) -> 
         conflicts=row["conflicts"] or {},
         series=[dict(one) for one in series_rows.mappings()],
     )
+
+
+@dataclass(frozen=True)
+class MiddleInstance:
+    """A series' middle instance: its file, relative to the accounts directory, and its header
+    as the index stored it (bulk data left out). A series without instances has neither: no
+    path and an empty header, which shows nothing rather than failing."""
+
+    path: str | None
+    header: Dataset
+
+
+async def middle_instance(connection: AsyncConnection, series_instance_uid: str) -> MiddleInstance:
+    """The series' middle instance by instance number (those without one last). Its header
+    stands for the series where the series row says too little."""
+    in_series = series.c.series_instance_uid == series_instance_uid
+    count = await connection.scalar(
+        sa.select(sa.func.count()).select_from(instances.join(series)).where(in_series)
+    )
+    row = (
+        await connection.execute(
+            sa.select(instances.c.path, instances.c.header)
+            .select_from(instances.join(series))
+            .where(in_series)
+            .order_by(instances.c.instance_number.is_(None), instances.c.instance_number)
+            .order_by(instances.c.id)
+            .offset((count or 0) // 2)
+            .limit(1)
+        )
+    ).one_or_none()
+    if row is None:
+        return MiddleInstance(None, Dataset())
+    try:
+        header = Dataset.from_json(row.header) if isinstance(row.header, dict) else Dataset()
+    # A stored header with a value pydicom cannot take back is read as empty, not fatal.
+    except (ValueError, TypeError, KeyError, AttributeError):
+        header = Dataset()
+    return MiddleInstance(str(row.path), header)

@@ -1,4 +1,5 @@
-"""``store-server sheet STUDY_UID`` writes a sheet on demand; ``--stable-age`` sets the age."""
+"""``store-server sheet STUDY_UID`` writes a sheet on demand; ``--stable-age`` sets the age;
+``store-server study UID`` shows each series' parameters as the sheet does."""
 
 from __future__ import annotations
 
@@ -11,10 +12,20 @@ from pydicom.uid import generate_uid
 
 from services.cli.main import build_parser
 from services.cli.options import settings_from_args
-from tests.scansheet.conftest import FAST, make_study, send_all, sheet_json_path
+from tests.scansheet.conftest import (
+    FAST,
+    make_ct_instance,
+    make_study,
+    send_all,
+    sheet_json_path,
+    wait_for_sheet,
+)
 from tests.support.process import wait_until
 from tests.support.server import ServerUnderTest, server_settings
 from tests.support.services import free_tcp_port
+
+# The MR series' Pixel Spacing (0028,0030) is 0.9\0.9: between rows, then between columns.
+PIXEL_SPACING = "0.9 \N{MULTIPLICATION SIGN} 0.9 mm"
 
 
 def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -61,3 +72,28 @@ def test_stable_age_flag_on_run_and_scansheet() -> None:
     refused = store_server("scansheet", "--stable-age", "0", "--bus", "amqp://nowhere/")
     assert refused.returncode == 2
     assert "scansheet.stable_age" in refused.stderr
+
+
+def test_study_shows_each_series_with_the_parameters_of_its_modality(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = server_settings(data, free_tcp_port(), scansheet=FAST)
+    study_uid = generate_uid()
+    with ServerUnderTest(settings) as server:
+        mr = make_study(tmp_path / "in", study_uid, series=1, per_series=3)
+        send_all(server, [*mr, make_ct_instance(tmp_path / "in", study_uid)])
+        sheet = wait_for_sheet(server, series="2")
+
+    shown = store_server("study", study_uid, "--data-dir", str(data))
+    assert shown.returncode == 0, shown.stderr
+    [mr_row] = [line for line in shown.stdout.splitlines() if "T1 axial" in line]
+    [ct_row] = [line for line in shown.stdout.splitlines() if "Head CT" in line]
+    assert "TR 600 ms" in mr_row and "TE 11 ms" in mr_row and "Flip 16°" in mr_row
+    assert f"Pixel spacing {PIXEL_SPACING}" in mr_row
+    assert "kVp 120" in ct_row and "mAs 250" in ct_row and "Kernel H30s" in ct_row
+    assert "TR " not in ct_row and "TE " not in ct_row
+
+    as_json = store_server("study", study_uid, "--json", "--data-dir", str(data))
+    detail = json.loads(as_json.stdout)
+    on_sheet = {row["series_instance_uid"]: row["parameters"] for row in sheet["series"]}
+    assert {row["series_instance_uid"]: row["parameters"] for row in detail["series"]} == on_sheet
+    assert on_sheet[detail["series"][0]["series_instance_uid"]]["Pixel spacing"] == PIXEL_SPACING

@@ -12,28 +12,11 @@ from pydicom.uid import generate_uid
 
 from services.scansheet.thumbnails import ThumbnailPool
 from tests.scansheet.conftest import FAST, make_study, send_all, wait_for_sheet
+from tests.scansheet.printing import chromium
 from tests.support.server import StartServer
 from tests.support.services import require_tool
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-def chromium(page: Path, profile: Path, *output: str) -> None:
-    command = [require_tool("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *output]
-    done = subprocess.run(
-        [*command, page.as_uri()], capture_output=True, text=True, timeout=90, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_the_page_renders_and_prints_on_one_page(start_server: StartServer, tmp_path: Path) -> None:

@@ -1,0 +1,117 @@
+"""Every printed page of a scan sheet says whose it is: a page that falls out of the pile is
+matched to its patient by name, patient ID and study date, and says which page of how many
+it is, on A4 and on Letter, whatever characters the modality put in the name and ID."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from services.scansheet.content import SeriesRow, SheetContent
+from services.scansheet.render_html import render_html
+from services.scansheet.thumbnails import Thumbnail
+from shared.settings import Paper
+from tests.scansheet.conftest import FAST, make_study, send_all, wait_for_sheet
+from tests.scansheet.printing import printed_pages
+from tests.support.server import StartServer
+
+# What a modality may send: quotes and a backslash to end a CSS string, a tag to end the
+# style element, a line break, and a script that DejaVu Sans does not cover.
+NAME = 'O\'Brien "Mac" \\ </style><script>alert(1)</script>\n山田, 太郎'
+PATIENT_ID = 'P-1"};* { display: none }'
+STUDY_DATE = "2026-11-25"
+
+
+def assert_every_page_names(printed: list[str], name: str, patient_id: str, pages: int) -> None:
+    assert len(printed) == pages
+    for number, text in enumerate(printed, start=1):
+        assert name in text, f"page {number}: {text[:300]}"
+        assert f"Patient ID {patient_id}" in text, f"page {number}: {text[:300]}"
+        assert f"Study date {STUDY_DATE}" in text, f"page {number}: {text[:300]}"
+        assert f"page {number} of {pages}" in text, f"page {number}: {text[:300]}"
+
+
+def thumbnail() -> Thumbnail:
+    png = io.BytesIO()
+    Image.linear_gradient("L").resize((192, 192)).save(png, "PNG")
+    return Thumbnail(png.getvalue())
+
+
+def content(series: int) -> SheetContent:
+    parameters = {
+        "TR": "600 ms",
+        "TE": "11 ms",
+        "TI": "900 ms",
+        "Flip": "16°",
+        "Thickness": "3 mm",
+        "Spacing": "3.5 mm",
+        "Pixel spacing": "0.898 \N{MULTIPLICATION SIGN} 0.898 mm",
+        "Matrix": "256x256",
+        "FOV": "230x230 mm",
+        "Sequence": "*tse1",
+        "Field": "3 T",
+    }
+    return SheetContent(
+        study_instance_uid="1.2.826.0.1.3680043.8.498.1",
+        study_folder="OBRIEN_MAC_20261125_A1234",
+        last_received_at=datetime(2026, 11, 25, 10, 30, tzinfo=UTC),
+        patient={"name": NAME, "id": PATIENT_ID, "birth_date": "1980-02-14", "sex": "M"},
+        study={"date": STUDY_DATE, "time": "10:15:00", "modality": "MR", "series": str(series)},
+        series=[
+            SeriesRow(f"1.2.3.{n}", str(n), f"T{n} axial", "MR", 24, parameters, None)
+            for n in range(1, series + 1)
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("paper", "series", "pages"),
+    [
+        ("A4", 6, 1),
+        ("A4", 10, 2),
+        ("A4", 20, 3),
+        ("Letter", 5, 1),
+        ("Letter", 6, 2),
+        ("Letter", 17, 3),
+    ],
+)
+def test_every_printed_page_names_the_patient_and_its_number(
+    tmp_path: Path, paper: Paper, series: int, pages: int
+) -> None:
+    html = render_html(content(series), [thumbnail()] * series, paper).decode("utf-8")
+    assert html.count("</style>") == 1 and "<script" not in html
+    page = tmp_path / "scansheet.html"
+    page.write_text(html, encoding="utf-8")
+
+    printed = printed_pages(page, tmp_path / "profile")
+
+    # The line break reads as a space.
+    assert_every_page_names(printed, " ".join(NAME.split()), PATIENT_ID, pages)
+
+
+def test_a_six_series_study_on_letter_names_its_patient_on_both_pages(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server(scansheet={**FAST, "paper": "Letter"})
+    patient_id = "P-7</style><script>"
+    paths = make_study(
+        tmp_path / "in",
+        generate_uid(),
+        series=6,
+        per_series=1,
+        SpecificCharacterSet="ISO_IR 192",
+        PatientName="山田^太郎",
+        PatientID=patient_id,
+    )
+    send_all(server, paths)
+    sheet = wait_for_sheet(server, series="6")
+    page = server.settings.accounts_dir / sheet["study_folder"] / "scansheet.html"
+
+    printed = printed_pages(page, tmp_path / "profile")
+
+    assert_every_page_names(printed, "山田, 太郎", patient_id, 2)
