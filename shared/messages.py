@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 # Any printable value up to the UI length limit: real archives hold non-conformant UIDs (some
 # anonymisers write hashes), and refusing them would lose instances a PACS accepts. They are
 # keys, never path components, so nothing else about them is trusted.
-UID = Annotated[str, StringConstraints(pattern=r"^[\x21-\x5b\x5d-\x7e]{1,64}$")]
+UID_PATTERN = re.compile(r"^[\x21-\x5b\x5d-\x7e]{1,64}$")
+UID = Annotated[str, StringConstraints(pattern=UID_PATTERN.pattern)]
 CONFORMANT_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
@@ -72,6 +73,27 @@ class InstanceFiled(Message):
     calling_ae: str
 
 
+class InstanceRefused(Message):
+    """The receiver refused a C-STORE (it told the sender why); the router audits it.
+
+    The receiver has no database, so its refusals reach the audit trail this way. The UIDs
+    are whatever the request and the data set said, valid or not, cut to their bound.
+    """
+
+    kind: ClassVar[str] = "instance.refused"
+    version: Literal[1] = 1
+    sop_instance_uid: str = Field(max_length=64)
+    sop_class_uid: str = Field(max_length=64)
+    status: int = Field(ge=0, le=0xFFFF)
+    reason: str = Field(max_length=2000)
+    quarantined: str | None = Field(default=None, description="the file kept, if any")
+    received_at: datetime
+    calling_ae: str
+    called_ae: str
+    peer_address: str
+    peer_port: int
+
+
 class StudyComplete(Message):
     """A study has stopped growing (or was declared complete); its scan sheet is due."""
 
@@ -105,7 +127,8 @@ class MppsUpdated(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    model.kind: model for model in (InstanceReceived, InstanceFiled, StudyComplete, MppsUpdated)
+    model.kind: model
+    for model in (InstanceReceived, InstanceRefused, InstanceFiled, StudyComplete, MppsUpdated)
 }
 
 

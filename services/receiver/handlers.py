@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
+
 from services.receiver.intake import OUT_OF_RESOURCES, SUCCESS, Arrival, Intake, Outcome
 from services.receiver.policy import check_association
 from shared.log import get_logger
@@ -120,7 +122,7 @@ def on_echo(event: Any) -> int:
     return SUCCESS
 
 
-def on_store(event: Any, intake: Intake, ledger: AssociationLedger) -> int:
+def on_store(event: Any, intake: Intake, ledger: AssociationLedger) -> int | Dataset:
     started = time.perf_counter()
     request = event.request
     peer = _peer(event)
@@ -155,6 +157,16 @@ def on_store(event: Any, intake: Intake, ledger: AssociationLedger) -> int:
     }
     if outcome.status == SUCCESS:
         log.info("instance.received", spool_name=outcome.spool_name, **fields)
-    else:
-        log.warning("instance.refused", reason=outcome.reason, **fields)
-    return outcome.status
+        return SUCCESS
+    log.warning("instance.refused", reason=outcome.reason, **fields)
+    return response(outcome)
+
+
+def response(outcome: Outcome) -> Dataset:
+    """A failure's C-STORE-RSP status with its Error Comment and, if any, Offending Element."""
+    answer = Dataset()
+    answer.Status = outcome.status
+    answer.ErrorComment = outcome.error_comment
+    if outcome.offending is not None:
+        answer.OffendingElement = [outcome.offending]
+    return answer

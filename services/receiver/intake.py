@@ -1,8 +1,12 @@
 """What happens to one received C-STORE data set, up to the status the sender is given.
 
-In order: enough disk? decodable? durable in the spool? confirmed on the bus? Only when all four
-hold is the answer Success. Any failure answers a failure status and leaves nothing half-done:
-no partial file, no spooled file whose message was never confirmed.
+In order: enough disk? decodable? fileable? durable in the spool? confirmed on the bus? Only
+when all five hold is the answer Success, and Success means the instance will be filed. Any
+failure answers a failure status with an Error Comment saying why, and leaves nothing
+half-done: no partial file, no spooled file whose message was never confirmed. Data that
+cannot be decoded is quarantined with its reason; data that decodes but cannot be filed (no
+Study or Series Instance UID) is not kept: the sender still has it, and was told what is
+missing. Every refusal is logged, and reported on the bus for the audit trail.
 """
 
 from __future__ import annotations
@@ -17,16 +21,18 @@ from pydantic import ValidationError
 
 from services.receiver.spool import Spool
 from shared.bus import PublishError
-from shared.dicom.encoding import EncodingError, check_file
+from shared.dicom.encoding import DataSetFacts, EncodingError, check_file
 from shared.log import get_logger
-from shared.messages import CONFORMANT_UID, InstanceReceived, Message
+from shared.messages import CONFORMANT_UID, UID_PATTERN, InstanceReceived, InstanceRefused, Message
 from shared.quarantine import quarantine
 
 log = get_logger(__name__)
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+ERROR_COMMENT_LENGTH = 64  # (0000,0902) Error Comment is an LO
 
 # Publishes and waits for the bus's confirm; raises PublishError otherwise.
 Publish = Callable[[Message], None]
@@ -47,9 +53,16 @@ class Arrival:
 
 @dataclass(frozen=True)
 class Outcome:
+    """The status for the sender; a failure's reason, and the element at fault if one is."""
+
     status: int
     reason: str = ""
     spool_name: str = ""
+    offending: int | None = None  # a tag, for (0000,0901) Offending Element
+
+    @property
+    def error_comment(self) -> str:
+        return self.reason[:ERROR_COMMENT_LENGTH]
 
 
 class Intake:
@@ -68,10 +81,13 @@ class Intake:
         free = self._spool.free_bytes()
         if free < self._min_free_bytes:
             received.unlink(missing_ok=True)
-            return Outcome(
-                OUT_OF_RESOURCES,
-                f"free disk {free // 2**20} MiB is below receiver.min_free_disk_mb "
-                f"({self._min_free_bytes // 2**20} MiB)",
+            return self._refused(
+                arrival,
+                Outcome(
+                    OUT_OF_RESOURCES,
+                    f"free disk {free // 2**20} MiB is below receiver.min_free_disk_mb "
+                    f"({self._min_free_bytes // 2**20} MiB)",
+                ),
             )
         name = self._spool.new_name()
         try:
@@ -91,27 +107,35 @@ class Intake:
             reason = "invalid UID in the C-STORE request: " + "; ".join(
                 f"{e['loc'][0]}: {e['msg']}" for e in error.errors()
             )
-            return self._refuse(received, arrival, reason)
-        problem = undecodable_reason(received, arrival)
-        if problem is not None:
-            return self._refuse(received, arrival, problem)
+            return self._quarantined(received, arrival, reason)
+        try:
+            facts = decoded(received, arrival)
+        except EncodingError as error:
+            return self._quarantined(received, arrival, str(error))
+        unfileable = unfileable_reason(facts)
+        if unfileable is not None:
+            received.unlink(missing_ok=True)
+            return self._refused(arrival, unfileable)
         try:
             spooled = self._spool.keep(received, name, message.to_bytes())
         except OSError as error:
             received.unlink(missing_ok=True)
-            return Outcome(OUT_OF_RESOURCES, f"spool write failed: {os.strerror(error.errno or 0)}")
+            reason = f"spool write failed: {os.strerror(error.errno or 0)}"
+            return self._refused(arrival, Outcome(OUT_OF_RESOURCES, reason))
         try:
             self._publish(message)
         except PublishError as error:
             self._spool.discard(spooled)
+            # Not reported on the bus: it is the bus that failed.
             return Outcome(OUT_OF_RESOURCES, f"bus did not confirm: {error}")
         self._spool.mark_published(spooled)
         return Outcome(SUCCESS, spool_name=name)
 
-    def _refuse(self, received: Path, arrival: Arrival, reason: str) -> Outcome:
+    def _quarantined(self, received: Path, arrival: Arrival, reason: str) -> Outcome:
         """Undecodable input: kept in quarantine for the administrator, sender told why."""
+        kept: Path | None = None
         try:
-            quarantine(
+            kept = quarantine(
                 received,
                 self._quarantine_dir,
                 reason,
@@ -122,25 +146,72 @@ class Intake:
         except OSError as error:
             log.error("instance.quarantine_failed", reason=reason, error=str(error))
             received.unlink(missing_ok=True)
-        return Outcome(CANNOT_UNDERSTAND, reason)
+        return self._refused(arrival, Outcome(CANNOT_UNDERSTAND, reason), kept)
+
+    def _refused(self, arrival: Arrival, outcome: Outcome, kept: Path | None = None) -> Outcome:
+        """Report a refusal for the audit trail; a bus that cannot take it costs only that."""
+        try:
+            self._publish(
+                InstanceRefused(
+                    sop_instance_uid=arrival.sop_instance_uid[:64],
+                    sop_class_uid=arrival.sop_class_uid[:64],
+                    status=outcome.status,
+                    reason=outcome.reason[:2000],
+                    quarantined=kept.name if kept is not None else None,
+                    received_at=datetime.now(UTC),
+                    calling_ae=arrival.calling_ae,
+                    called_ae=arrival.called_ae,
+                    peer_address=arrival.peer_address,
+                    peer_port=arrival.peer_port,
+                )
+            )
+        except PublishError as error:
+            log.warning(
+                "instance.refusal_not_audited",
+                sop_instance_uid=arrival.sop_instance_uid,
+                error=str(error),
+            )
+        return outcome
 
 
-def undecodable_reason(path: Path, arrival: Arrival) -> str | None:
-    """Why the data set cannot be decoded in its transfer syntax, or ``None`` if it can."""
+def decoded(path: Path, arrival: Arrival) -> DataSetFacts:
+    """The data set's key UIDs; :class:`EncodingError` when it cannot be decoded as labelled."""
     try:
-        sop_instance_uid = check_file(path)
+        facts = check_file(path)
     except EncodingError as error:
-        return f"data set cannot be decoded: {error}"
+        raise EncodingError(f"data set cannot be decoded: {error}") from None
     # pydicom signals a malformed file meta with many exception types (struct.error, EOFError,
     # ValueError, KeyError, ...); at this boundary every one of them means "cannot understand".
     except Exception as error:
-        return f"data set cannot be decoded: {type(error).__name__}: {error}"[:500]
+        reason = f"data set cannot be decoded: {type(error).__name__}: {error}"
+        raise EncodingError(reason[:500]) from None
     if not CONFORMANT_UID.match(arrival.sop_instance_uid):
         log.warning("instance.nonconformant_uid", sop_instance_uid=arrival.sop_instance_uid)
-    if sop_instance_uid != arrival.sop_instance_uid:
+    if facts.sop_instance_uid != arrival.sop_instance_uid:
         log.warning(
             "instance.uid_mismatch",
             sop_instance_uid=arrival.sop_instance_uid,
-            dataset_sop_instance_uid=sop_instance_uid,
+            dataset_sop_instance_uid=facts.sop_instance_uid,
         )
+    return facts
+
+
+# What filing needs of a data set, by the element that holds it.
+_FILING_UIDS = (
+    ("Study Instance UID", 0x0020000D, "study_instance_uid"),
+    ("Series Instance UID", 0x0020000E, "series_instance_uid"),
+    ("SOP Instance UID", 0x00080018, "sop_instance_uid"),
+)
+
+
+def unfileable_reason(facts: DataSetFacts) -> Outcome | None:
+    """Why the data set could never be filed (a UID filing keys it on is missing or not a
+    UID), as the refusal the sender gets; ``None`` when it can be."""
+    for name, tag, field in _FILING_UIDS:
+        value = getattr(facts, field)
+        if not value:
+            return Outcome(DOES_NOT_MATCH_SOP_CLASS, f"{name} is missing", offending=tag)
+        if not UID_PATTERN.match(value):
+            reason = f"{name} is not a UID (64 printable characters at most, one value)"
+            return Outcome(DOES_NOT_MATCH_SOP_CLASS, reason, offending=tag)
     return None

@@ -1,15 +1,20 @@
 """The router service: consume ``instance.received``, file each instance, publish
-``instance.filed``. Run as many as needed; they agree through the database's claims."""
+``instance.filed``; and audit the receiver's ``instance.refused``. Run as many as needed; they
+agree through the database's claims."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.accounts import seed_accounts
 from services.router.filing import Filing
+from services.router.refusals import record_refusal
 from shared.bus import Bus, Delivery, Subscription
 from shared.db.patience import patiently
 from shared.log import get_logger
+from shared.messages import InstanceRefused
 from shared.settings import Settings
 
 log = get_logger("services.router")
@@ -47,8 +52,9 @@ class Router:
 
     async def _handle(self, delivery: Delivery) -> None:
         # Filing is idempotent (see filing.py), so after an outage it simply runs again.
-        await patiently(
-            "filing",
-            lambda: self._filing.handle(delivery),
-            self._settings.router.database_retry_seconds,
-        )
+        message = delivery.message
+        if isinstance(message, InstanceRefused):
+            work = partial(record_refusal, self._engine, message)
+        else:
+            work = partial(self._filing.handle, delivery)
+        await patiently("filing", work, self._settings.router.database_retry_seconds)

@@ -28,7 +28,8 @@ class Consumer:
 # The whole topology; every process declares all of it when it starts, so nothing published
 # before a consumer first connects is dropped.
 TOPOLOGY: tuple[Consumer, ...] = (
-    Consumer("router", ("instance.received",)),
+    # The receiver's refusals are audited by the router, which writes the receiver's rows.
+    Consumer("router", ("instance.received", "instance.refused")),
     Consumer("indexer", ("instance.filed",)),
     # MPPS updates go to the scan-sheet service: a COMPLETED step completes its study.
     Consumer("scansheet", ("study.complete", "mpps.updated")),

@@ -17,6 +17,7 @@ from shared.db.schema import audit_events
 
 class Action(enum.StrEnum):
     RECEIVED = "received"
+    REFUSED = "refused"
     FILED = "filed"
     REPLACED = "replaced"
     DUPLICATE = "duplicate"

@@ -4,8 +4,11 @@ pydicom reads leniently: a value cut short by the end of the file is returned sh
 an error. A receiver must not answer Success for data it cannot decode, so before that answer
 the element structure is walked (values are skipped, not read): each element's length must
 fit inside its container, each undefined-length sequence, item and encapsulated pixel data
-must be closed by its delimiter, and nesting is bounded. The walk also picks up the SOP
-Instance UID. Deflated data sets are inflated in a bounded stream first.
+must be closed by its delimiter, and nesting is bounded. Pixel Data must be encapsulated
+(undefined length, in fragments) exactly when the transfer syntax is an encapsulated one:
+native pixels labelled JPEG, or fragments labelled Explicit VR Little Endian, cannot be
+decoded as labelled. The walk also picks up the SOP Instance, Study Instance and Series
+Instance UIDs, which filing needs. Deflated data sets are inflated in a bounded stream first.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +28,9 @@ ITEM = (0xFFFE, 0xE000)
 ITEM_END = (0xFFFE, 0xE00D)
 SEQUENCE_END = (0xFFFE, 0xE0DD)
 SOP_INSTANCE_UID = (0x0008, 0x0018)
+STUDY_INSTANCE_UID = (0x0020, 0x000D)
+SERIES_INSTANCE_UID = (0x0020, 0x000E)
+KEY_UIDS = (SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID)
 PIXEL_DATA = (0x7FE0, 0x0010)
 MAX_DEPTH = 32
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR"}
@@ -31,23 +38,35 @@ LONG_VRS |= {b"UT", b"UV"}
 SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO"}
 SHORT_VRS |= {b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 MAX_INFLATED = 4 * 2**30
+MAX_UID_BYTES = 256  # a UID is at most 64 characters; a longer value is only noted, not read
 
 
 class EncodingError(ValueError):
     """The data set cannot be decoded; the message says where and why."""
 
 
-def check_file(path: Path) -> str:
-    """Walk the data set of a Part 10 file; return its SOP Instance UID or raise."""
+@dataclass(frozen=True)
+class DataSetFacts:
+    """The UIDs a data set names at its top level ('' when absent), as raw text."""
+
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+
+
+def check_file(path: Path) -> DataSetFacts:
+    """Walk the data set of a Part 10 file; return its key UIDs or raise."""
     meta = read_file_meta_info(path)
     syntax = UID(meta.TransferSyntaxUID)
+    # Unknown (private) syntaxes are never negotiated; if one were, nothing is assumed of it.
+    encapsulated = syntax.is_encapsulated if syntax.is_transfer_syntax else None
     with path.open("rb") as handle:
         handle.seek(_data_set_offset(handle))
         if syntax.is_deflated:
             return _check_deflated(handle)
         end = handle.seek(0, io.SEEK_END)
         handle.seek(_data_set_offset(handle))
-        walker = _Walker(handle, syntax.is_little_endian, syntax.is_implicit_VR)
+        walker = _Walker(handle, syntax.is_little_endian, syntax.is_implicit_VR, encapsulated)
         return walker.data_set(end)
 
 
@@ -57,7 +76,7 @@ def _data_set_offset(handle: BinaryIO) -> int:
     return 128 + 4 + 12 + int(group_length)
 
 
-def _check_deflated(handle: BinaryIO) -> str:
+def _check_deflated(handle: BinaryIO) -> DataSetFacts:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated = bytearray()
     while chunk := handle.read(1 << 20):
@@ -66,17 +85,20 @@ def _check_deflated(handle: BinaryIO) -> str:
             raise EncodingError("deflated data set inflates beyond 4 GiB")
     inflated += inflater.flush()
     buffer = io.BytesIO(bytes(inflated))
-    return _Walker(buffer, True, False).data_set(len(inflated))
+    return _Walker(buffer, True, False, encapsulated=False).data_set(len(inflated))
 
 
 class _Walker:
-    def __init__(self, handle: BinaryIO, little: bool, implicit: bool) -> None:
+    def __init__(
+        self, handle: BinaryIO, little: bool, implicit: bool, encapsulated: bool | None
+    ) -> None:
         self._handle = handle
         self._order = "<" if little else ">"
         self._implicit = implicit
-        self._sop_instance_uid = ""
+        self._encapsulated = encapsulated
+        self._uids: dict[tuple[int, int], str] = {}
 
-    def data_set(self, end: int) -> str:
+    def data_set(self, end: int) -> DataSetFacts:
         start = self._handle.tell()
         if not self._implicit and start + 6 <= end:
             # Like pydicom, accept implicit VR data under an explicit VR transfer syntax.
@@ -85,9 +107,9 @@ class _Walker:
                 self._implicit = True
             self._handle.seek(start)
         self._elements(end, depth=0, until_item_end=False)
-        if not self._sop_instance_uid:
+        if not self._uids.get(SOP_INSTANCE_UID):
             raise EncodingError("the data set has no SOP Instance UID (0008,0018)")
-        return self._sop_instance_uid
+        return DataSetFacts(*(self._uids.get(tag, "") for tag in KEY_UIDS))
 
     def _read(self, size: int, what: str) -> bytes:
         chunk = self._handle.read(size)
@@ -109,6 +131,8 @@ class _Walker:
                 return
             vr, length = self._header(tag)
             name = f"element ({tag[0]:04X},{tag[1]:04X})"
+            if tag == PIXEL_DATA and depth == 0:
+                self._check_pixel_data(length)
             if length == UNDEFINED:
                 if vr in (b"SQ", b"UN", None):
                     self._items(end, depth + 1, name)
@@ -124,13 +148,30 @@ class _Walker:
                 )
             if vr == b"SQ":
                 self._items(value_start + length, depth + 1, name, defined=True)
-            elif tag == SOP_INSTANCE_UID and depth == 0:
-                value = self._read(length, name).rstrip(b"\0 ")
-                self._sop_instance_uid = value.decode("ascii", "replace")
+            elif tag in KEY_UIDS and depth == 0 and length <= MAX_UID_BYTES:
+                value = self._read(length, name).rstrip(b"\0 ").lstrip(b" ")
+                self._uids[tag] = value.decode("ascii", "replace")
+            elif tag in KEY_UIDS and depth == 0:
+                self._uids[tag] = "?" * MAX_UID_BYTES  # too long to be a UID; not read
+                self._handle.seek(value_start + length)
             else:
                 self._handle.seek(value_start + length)
         if until_item_end:
             raise EncodingError("an item of undefined length is never closed")
+
+    def _check_pixel_data(self, length: int) -> None:
+        if self._encapsulated is None:
+            return
+        if self._encapsulated and length != UNDEFINED:
+            raise EncodingError(
+                "Pixel Data is native (a defined length) but the transfer syntax is an "
+                "encapsulated one: it cannot be decoded as labelled"
+            )
+        if not self._encapsulated and length == UNDEFINED:
+            raise EncodingError(
+                "Pixel Data is encapsulated (in fragments) but the transfer syntax is a "
+                "native one: it cannot be decoded as labelled"
+            )
 
     def _header(self, tag: tuple[int, int]) -> tuple[bytes | None, int]:
         if self._implicit or tag[0] == 0xFFFE:

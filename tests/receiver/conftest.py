@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.messages import InstanceReceived
+from shared.messages import InstanceReceived, InstanceRefused
 from tests.support.server import ServerUnderTest, StartServer
 
 
@@ -23,6 +23,22 @@ def start_server(start_server: StartServer) -> StartServer:
 
 def published(server: ServerUnderTest) -> list[InstanceReceived]:
     """The instance.received messages waiting for the router, without consuming them."""
+    return [
+        InstanceReceived.model_validate_json(body)
+        for body in waiting(server)
+        if b'"spool_name"' in body
+    ]
+
+
+def refused(server: ServerUnderTest) -> list[InstanceRefused]:
+    """The instance.refused messages waiting for the router (to be audited)."""
+    return [
+        InstanceRefused.model_validate_json(body) for body in waiting(server) if b'"reason"' in body
+    ]
+
+
+def waiting(server: ServerUnderTest) -> list[bytes]:
+    """The bodies waiting in the router's queue, left in place."""
     assert server.running is not None
     bus = server.running.bus
     from shared.bus.memory import MemoryBus
@@ -31,7 +47,7 @@ def published(server: ServerUnderTest) -> list[InstanceReceived]:
         bodies = bus.waiting("router")
     else:
         bodies = server.call(peek_amqp(server.settings.bus.url, server.settings.bus.exchange))
-    return [InstanceReceived.model_validate_json(body) for body in bodies]
+    return bodies
 
 
 async def peek_amqp(url: str, exchange: str) -> list[bytes]:

@@ -9,6 +9,7 @@ storescu cannot) and proposes every file in its own transfer syntax.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -36,6 +37,23 @@ Sender = Callable[[int, list[Path], str], None]
 
 
 def storage_instances() -> list[Path]:
+    """Part 10 files with a SOP class and instance, a study and a series: the ones a modality
+    could send and an archive file (see :func:`unfileable_instances` for the others)."""
+    return [path for path in sendable_instances() if _names_its_study_and_series(path)]
+
+
+def unfileable_instances() -> list[Path]:
+    """Sendable test files that name no study or no series: refused, as nothing can file them."""
+    return [path for path in sendable_instances() if not _names_its_study_and_series(path)]
+
+
+def _names_its_study_and_series(path: Path) -> bool:
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    return bool(dataset.get("StudyInstanceUID")) and bool(dataset.get("SeriesInstanceUID"))
+
+
+@functools.cache
+def sendable_instances() -> list[Path]:
     """Part 10 files with a SOP class and instance: the ones a modality could send."""
     found = []
     for name in get_testdata_files():
@@ -164,3 +182,12 @@ def test_toolkit_corpus_arrives_byte_for_byte_including_jpeg_2000(
 ) -> None:
     syntaxes = compare_corpus(start_server(), storescp, with_toolkit)
     assert set(COMPRESSED) <= syntaxes
+
+
+def test_test_files_that_name_no_study_or_series_are_refused(start_server: StartServer) -> None:
+    unfileable = unfileable_instances()
+    assert len(unfileable) >= 4  # JPEG-LS near-lossless and lossy samples, among others
+    server = start_server()
+    summary = send("127.0.0.1", server.port, unfileable, called_aet="STORE_SERVER")
+    assert {result.status for result in summary.results} == {0xA900}
+    assert server.spool == []

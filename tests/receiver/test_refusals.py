@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import AE, _config
 
+from tests.receiver.conftest import refused
+from tests.router.conftest import make_instance
 from tests.support import dcmtk
 from tests.support.proxy import BrokerProxy
 from tests.support.server import ServerUnderTest, StartServer
@@ -24,6 +27,7 @@ from tests.support.services import sample
 
 CT = sample("CT_small.dcm")
 MR = sample("MR_small.dcm")
+JPEG = sample("SC_rgb_jpeg_dcmtk.dcm")
 
 
 def nothing_kept(server: ServerUnderTest) -> bool:
@@ -143,3 +147,96 @@ def test_undecodable_data_set_is_refused_and_quarantined(
     assert reason["sop_instance_uid"] == sop_instance_uid
     kept = reason_file.with_name(reason_file.name.removesuffix(".reason.json"))
     assert dcmtk.dataset_bytes(kept) == dcmtk.dataset_bytes(garbage_instance(tmp_path))
+
+
+def raw_instance(folder: Path, source: Path, syntax: str, name: str) -> Path:
+    """``source``'s data set, byte for byte, under another transfer syntax in its file meta:
+    what a modality with a broken encoder sends."""
+    original = pydicom.dcmread(source, stop_before_pixels=True)
+    meta = original.file_meta
+    meta.TransferSyntaxUID = pydicom.uid.UID(syntax)
+    path = folder / name
+    with path.open("wb") as handle:
+        handle.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(handle, meta, enforce_standard=True)  # type: ignore[arg-type]
+        handle.write(dcmtk.dataset_bytes(source))
+    return path
+
+
+def send_raw(port: int, path: Path) -> Dataset:
+    """C-STORE the file's bytes as they are, in the syntax its file meta names."""
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    ae = AE(ae_title="HOSTILE")
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        association = ae.associate("127.0.0.1", port, ae_title="STORE_SERVER")
+        assert association.is_established
+        response: Dataset = association.send_c_store(path)
+        association.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = False
+    return response
+
+
+@pytest.mark.parametrize(
+    ("source", "labelled", "said"),
+    [
+        (
+            CT,
+            "1.2.840.10008.1.2.4.50",
+            "native (a defined length) but the transfer syntax is an encapsulated",
+        ),
+        (
+            JPEG,
+            "1.2.840.10008.1.2.1",
+            "encapsulated (in fragments) but the transfer syntax is a native",
+        ),
+    ],
+    ids=["native labelled JPEG", "JPEG labelled explicit little endian"],
+)
+def test_pixel_data_encoded_otherwise_than_labelled_is_refused(
+    start_server: StartServer, tmp_path: Path, source: Path, labelled: str, said: str
+) -> None:
+    server = start_server()
+    response = send_raw(server.port, raw_instance(tmp_path, source, labelled, "mislabelled.dcm"))
+    assert response.Status == 0xC000
+    assert response.ErrorComment.startswith("data set cannot be decoded")
+    assert nothing_kept(server)
+    [reason_file] = server.settings.quarantine_dir.glob("*.reason.json")
+    assert said in json.loads(reason_file.read_text())["reason"]
+
+
+@pytest.mark.parametrize(
+    ("change", "missing", "tag"),
+    [
+        ({"StudyInstanceUID": None}, "Study Instance UID is missing", 0x0020000D),
+        ({"SeriesInstanceUID": None}, "Series Instance UID is missing", 0x0020000E),
+        ({"StudyInstanceUID": ["1.2.3", "1.2.4"]}, "Study Instance UID is not a UID", 0x0020000D),
+        ({"SeriesInstanceUID": "1." * 40}, "Series Instance UID is not a UID", 0x0020000E),
+    ],
+    ids=["no study", "no series", "two study UIDs", "series UID of 80 characters"],
+)
+def test_what_could_never_be_filed_is_refused_at_the_door_and_not_kept(
+    start_server: StartServer,
+    tmp_path: Path,
+    change: dict[str, object],
+    missing: str,
+    tag: int,
+) -> None:
+    server = start_server()
+    path = make_instance(tmp_path, study_uid="1.2.826.0.1.3680043.2.1125.1", tags=change)
+
+    outcome = dcmtk.storescu(server.port, [path])
+    response = send_raw(server.port, path)
+
+    assert outcome.store_statuses == ["Error: DataSetDoesNotMatchSOPClass"], outcome.output
+    assert response.Status == 0xA900
+    assert response.ErrorComment.startswith(missing)
+    assert response.OffendingElement == tag
+    assert nothing_kept(server)
+    assert not list(server.settings.quarantine_dir.iterdir())
+    refusals = server.log_events("instance.refused")
+    assert [r["status"] for r in refusals] == ["0xA900", "0xA900"]
+    assert all(r["reason"].startswith(missing) for r in refusals)
+    assert [m.status for m in refused(server)] == [0xA900, 0xA900]
