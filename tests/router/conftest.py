@@ -8,8 +8,9 @@ from typing import Any
 
 import pydicom
 import pytest
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from services.router.accounts import add_account
@@ -69,8 +70,8 @@ def make_instance(
         if value is not None:
             setattr(dataset, keyword, value)
     for tag, (vr, encoded) in (raw or {}).items():
-        assert tag is not None
-        dataset[tag] = DataElement(tag, vr, encoded)
+        assert tag is not None  # written byte for byte, whatever pydicom would make of it
+        dataset[tag] = RawDataElement(Tag(tag), vr, len(encoded), encoded, 0, False, True)
     path = folder / f"{sop_uid}.dcm"
     folder.mkdir(parents=True, exist_ok=True)
     dataset.save_as(path, enforce_file_format=True)

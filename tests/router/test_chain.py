@@ -110,8 +110,8 @@ def test_names_are_decoded_with_the_files_character_set(
 ) -> None:
     [source] = get_charset_files(charset_file)
     original = pydicom.dcmread(source)
-    encoded = original["PatientName"].value
     raw_name = original.get_item("PatientName").value  # the bytes as the modality wrote them
+    encoded = original["PatientName"].value
     server = start_server()
     add_accounts(server, {"radiology": [registered]})
     filed = file_one(

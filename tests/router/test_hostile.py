@@ -146,3 +146,30 @@ def test_names_alike_but_for_case_are_two_folders_a_windows_share_tells_apart(
         if len({parts[3] for parts in relative if parts[1] == folder}) > 1
     ]
     assert len({name.casefold() for name in two_series}) == 2, two_series
+
+
+# Values pydicom cannot convert, or finds under a VR or a character set it does not expect.
+UNREADABLE: list[dict[int | None, tuple[str, bytes]]] = [
+    {0x00200011: ("IS", b"abc ")},  # Series Number
+    {0x00200013: ("IS", b"1.5e3x")},  # Instance Number
+    {0x00180086: ("IS", b"- ")},  # Echo Numbers
+    {0x00100010: ("OB", b"\x00\xffDoe^Jane\x00")},  # Patient Name, binary
+    {0x00080060: ("US", b"\x02\x00")},  # Modality as a number
+    {0x00080005: ("CS", b"ISO_IR 999"), 0x00321032: ("PN", b"M\xfcller^J\xf6rg")},
+    {0x00080005: ("CS", b"ISO 2022 IR 87"), 0x00080090: ("PN", b"\x1b$B;3ED\x1b")},
+    {0x00080020: ("DA", b"2026-13-45")},  # Study Date
+]
+
+
+def test_values_that_cannot_be_read_are_absent_and_the_instance_filed(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Success was answered: the instance is filed, whatever its other values say."""
+    server = start_server()
+    sent = [
+        make_instance(tmp_path, study_uid=str(generate_uid()), raw=values) for values in UNREADABLE
+    ]
+    summary = send("127.0.0.1", server.port, sent, called_aet="STORE_SERVER")
+    assert summary.failed == 0, [r for r in summary.results if r.outcome != "sent"]
+    assert len(wait_for_filed(server, len(sent))) == len(sent)
+    assert not list(server.settings.quarantine_dir.iterdir())

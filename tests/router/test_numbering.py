@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pydicom
@@ -9,14 +11,18 @@ from pydicom.uid import generate_uid
 
 from shared.db.audit import Action, AuditEvent, history
 from shared.dicom.net import send
+from shared.messages import InstanceReceived
+from tests.conftest import Backend
 from tests.router.conftest import (
     StartServer,
     add_accounts,
+    filed_files,
     make_instance,
     relative,
     sop_uid_of,
     wait_for_filed,
 )
+from tests.support import dcmtk
 from tests.support.process import wait_until
 from tests.support.server import ServerUnderTest
 
@@ -120,18 +126,51 @@ def test_keep_first_drops_the_resent_copy(
     assert len(server.call(audit(server, Action.DUPLICATE))) == 1
 
 
-def test_unroutable_instance_is_quarantined_with_its_reason(
-    start_server: StartServer, tmp_path: Path, study_uid: str
+def test_a_spooled_file_that_cannot_be_read_is_quarantined_with_its_reason(
+    start_server: StartServer,
 ) -> None:
+    """The receiver spools only what it could decode; a file damaged in the spool afterwards
+    (a disk error, a hand's edit) is set aside with its reason, never deleted."""
     server = start_server()
-    path = make_instance(tmp_path, study_uid=study_uid, SeriesInstanceUID=None)
-    send_all(server, [path])
-    wait_until(lambda: any(server.settings.quarantine_dir.glob("*.reason.json")), message="q")
+    spooled = server.settings.spool_dir / "00000000000000000001-damaged.dcm"
+    spooled.write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 64)
+    message = InstanceReceived(
+        sop_instance_uid="1.2.3.4",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        spool_name=spooled.name,
+        size=196,
+        received_at=datetime.now(UTC),
+        calling_ae="MR_ROOM2",
+        called_ae="STORE_SERVER",
+        peer_address="127.0.0.1",
+        peer_port=40000,
+    )
+    assert server.running is not None
+    server.call(server.running.bus.publish(message))
+    wait_until(lambda: server.call(audit(server, Action.QUARANTINED)), message="not audited")
     [reason] = server.settings.quarantine_dir.glob("*.reason.json")
-    assert "Series Instance UID is missing" in reason.read_text()
+    assert json.loads(reason.read_text())["reason"] == "Study Instance UID is missing or not a UID"
     [event] = server.call(audit(server, Action.QUARANTINED))
-    assert event.sop_instance_uid == sop_uid_of(path)
+    assert event.sop_instance_uid == "1.2.3.4"
     assert not server.spool
+
+
+def test_refusals_at_the_door_are_audited(
+    start_server: StartServer, backend: Backend, tmp_path: Path, study_uid: str
+) -> None:
+    server = start_server(backend)
+    path = make_instance(tmp_path, study_uid=study_uid, SeriesInstanceUID=None)
+    outcome = dcmtk.storescu(server.port, [path], calling_ae="MR_ROOM2")
+    assert outcome.store_statuses == ["Error: DataSetDoesNotMatchSOPClass"]
+    wait_until(lambda: server.call(audit(server, Action.REFUSED)), message="refusal not audited")
+    [event] = server.call(audit(server, Action.REFUSED))
+    assert event.sop_instance_uid == sop_uid_of(path)
+    assert event.detail["status"] == "0xA900"
+    assert event.detail["reason"] == "Series Instance UID is missing"
+    assert event.detail["calling_ae"] == "MR_ROOM2"
+    assert event.detail["quarantined"] is None
+    assert filed_files(server) == [] and not server.spool
 
 
 async def audit(server: ServerUnderTest, action: Action) -> list[AuditEvent]:
