@@ -1,9 +1,10 @@
-"""What installing the package shows."""
+"""What installing the package and asking for its version show."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,15 @@ def test_installing_prints_no_licence_warning() -> None:
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
     assert "licen" not in output.lower(), output
+
+
+def test_version_flag_prints_the_installed_version() -> None:
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("store-server")), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (completed.returncode, completed.stderr) == (0, "")
+    assert completed.stdout == f"store-server {version('store-server')}\n"
