@@ -17,7 +17,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from shared.db.engine import MIGRATIONS, create_engine, current_revision, wait_for_database
-from shared.dicom.net import NetError, echo
+from shared.dicom.net import AssociationRejected, NetError, echo
 from shared.settings import Settings
 
 ROLE_CHECKS = {
@@ -49,8 +49,7 @@ def _receiver(settings: Settings, within: float) -> Check:
         )
     except NetError as error:
         # A refusal is still an answer: the listener is up and applying its policy.
-        alive = "association rejected" in str(error)
-        return Check("receiver", alive, str(error))
+        return Check("receiver", isinstance(error, AssociationRejected), str(error))
     return Check(
         "receiver",
         result.ok,
