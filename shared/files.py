@@ -66,3 +66,15 @@ def _copy_then_rename(source: Path, target: Path) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def file_error_reason(error: OSError) -> str:
+    """Why a file a user named could not be read or written, in the words commands print."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    reason = error.strerror or str(error)
+    return f"{reason[:1].lower()}{reason[1:]}"

@@ -20,6 +20,7 @@ from pydicom.uid import UID
 
 from shared.dicom.files import DicomFileError, read_dataset, replace_atomically
 from shared.dicom.pixels import Picture, PixelError, Window, to_picture
+from shared.files import file_error_reason
 
 DEFAULT_MAX_PIXELS = 50_000_000  # per frame; a large mammogram is about 30 million
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -168,6 +169,9 @@ def _save(picture: Picture, path: Path, image_format: str, quality: int) -> None
 
 
 def _save_image(image: Image.Image, path: Path, image_format: str, quality: int) -> None:
-    replace_atomically(
-        path, lambda temporary: image.save(temporary, format=image_format, quality=quality)
-    )
+    try:
+        replace_atomically(
+            path, lambda temporary: image.save(temporary, format=image_format, quality=quality)
+        )
+    except OSError as error:
+        raise ConversionError(path, f"cannot write: {file_error_reason(error)}") from None

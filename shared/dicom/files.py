@@ -12,6 +12,8 @@ import pydicom
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
 
+from shared.files import file_error_reason
+
 # Values larger than this are left on disk until something asks for them, so reading a header
 # never pulls a huge (or hostile, over-long) element into memory.
 DEFER_SIZE = "1 MB"
@@ -35,15 +37,9 @@ def read_dataset(path: Path | str, *, with_pixels: bool = False) -> FileDataset:
             defer_size=None if with_pixels else DEFER_SIZE,
         )
     except InvalidDicomError:
-        raise DicomFileError(
-            f"{path}: not a DICOM file (no 'DICM' prefix after the preamble)"
-        ) from None
-    except IsADirectoryError:
-        raise DicomFileError(f"{path}: is a folder, not a file") from None
-    except FileNotFoundError:
-        raise DicomFileError(f"{path}: no such file") from None
+        raise DicomFileError(f"{path}: not a DICOM file") from None
     except OSError as error:
-        raise DicomFileError(f"{path}: cannot read: {error.strerror or error}") from None
+        raise DicomFileError(f"{path}: {file_error_reason(error)}") from None
     # pydicom reports truncated or malformed encodings as any of these.
     except (EOFError, ValueError, struct.error, KeyError, TypeError, OverflowError) as error:
         raise DicomFileError(f"{path}: malformed DICOM: {error}") from None

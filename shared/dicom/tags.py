@@ -24,6 +24,7 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import validate_value
 
 from shared.dicom.files import DicomFileError, read_dataset, replace_atomically
+from shared.files import file_error_reason
 
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 BULK_DATA_MIN_LENGTH = 1024
@@ -52,7 +53,11 @@ _TAG_TEXT = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 
 
 class TagError(Exception):
-    """A tag that is absent, unknown, not editable, or given a value its VR does not allow."""
+    """A tag that is absent or unknown, or a file that cannot be read or written."""
+
+
+class EditError(TagError):
+    """An edit the file cannot take: the tag is not editable, or the value does not fit it."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ def write_tags(
     """
     source = Path(path)
     target = Path(out) if out is not None else source
-    dataset = read_dataset(source, with_pixels=True)
+    dataset = _read(source, with_pixels=True)
     # Decode every value now, so a change of character set re-encodes all of them on write.
     for _ in dataset.iterall():
         pass
@@ -134,12 +139,14 @@ def write_tags(
             replace_atomically(target, lambda temporary: dataset.save_as(temporary))
         except (UnicodeError, ValueError, TypeError) as error:
             raise TagError(f"cannot write {target}: {error}") from None
+        except OSError as error:
+            raise TagError(f"cannot write {target}: {file_error_reason(error)}") from None
     return target
 
 
-def _read(path: Path | str) -> Dataset:
+def _read(path: Path | str, *, with_pixels: bool = False) -> Dataset:
     try:
-        return read_dataset(path)
+        return read_dataset(path, with_pixels=with_pixels)
     except DicomFileError as error:
         raise TagError(str(error)) from None
 
@@ -192,12 +199,12 @@ def _value_text(element: DataElement) -> str:
 def _apply(dataset: Dataset, change: TagChange) -> None:
     tag, name = change.tag, _name(change.tag)
     if tag.group == 0x0002:
-        raise TagError(f"{name} is file meta information; the transfer syntax is not editable")
+        raise EditError(f"{name} is file meta information; the transfer syntax is not editable")
     if tag.group == 0x7FE0 or tag in PIXEL_LAYOUT_TAGS:
-        raise TagError(f"{name} describes the pixel data and is not editable")
+        raise EditError(f"{name} describes the pixel data and is not editable")
     if change.value is None:
         if tag not in dataset:
-            raise TagError(f"cannot remove {name}: it is not in the file")
+            raise EditError(f"cannot remove {name}: it is not in the file")
         del dataset[tag]
         return
     vr = _vr_for(dataset, change)
@@ -219,7 +226,7 @@ def _check_encodable(dataset: Dataset, name: str, text: str) -> None:
             encode_string(text, convert_encodings(names))
     except (UnicodeError, LookupError):
         shown = "\\".join(str(n) for n in names)
-        raise TagError(
+        raise EditError(
             f"{name}: {text!r} cannot be encoded in the file's character set {shown}"
         ) from None
 
@@ -234,13 +241,13 @@ def _vr_for(dataset: Dataset, change: TagChange) -> str:
         try:
             vr = dictionary_VR(change.tag)
         except KeyError:
-            raise TagError(f"{name} is not in the DICOM dictionary: give its VR") from None
+            raise EditError(f"{name} is not in the DICOM dictionary: give its VR") from None
     if vr == "SQ":
-        raise TagError(f"{name} is a sequence and cannot be set from text")
+        raise EditError(f"{name} is a sequence and cannot be set from text")
     if vr in BINARY_VRS:
-        raise TagError(f"{name} holds binary data ({vr}) and cannot be set from text")
+        raise EditError(f"{name} holds binary data ({vr}) and cannot be set from text")
     if " or " in vr or len(vr) != 2:
-        raise TagError(f"{name} has VR {vr!r}: give one VR explicitly")
+        raise EditError(f"{name} has VR {vr!r}: give one VR explicitly")
     return vr
 
 
@@ -252,7 +259,7 @@ def _typed_value(tag: BaseTag, vr: str, text: str) -> Any:
     except KeyError:
         multiplicity = "1-n"
     if multiplicity == "1" and len(parts) > 1:
-        raise TagError(f"{name} takes one value, got {len(parts)}")
+        raise EditError(f"{name} takes one value, got {len(parts)}")
     values: list[Any] = []
     for part in parts:
         try:
@@ -266,7 +273,7 @@ def _typed_value(tag: BaseTag, vr: str, text: str) -> Any:
                 values.append(part)
             validate_value(vr, values[-1], config.RAISE)
         except (ValueError, TagError) as error:
-            raise TagError(f"invalid value {part!r} for {name} (VR {vr}): {error}") from None
+            raise EditError(f"invalid value {part!r} for {name} (VR {vr}): {error}") from None
     return values[0] if len(values) == 1 else values
 
 
