@@ -8,7 +8,7 @@ import asyncio
 import json
 import sys
 
-from services.cli.options import add_settings_flags, settings_from_args
+from services.cli.options import add_settings_flags, check_host_name, settings_from_args
 from shared.bus import TOPOLOGY, DeadLetter, open_bus
 from shared.settings import Settings, SettingsError
 
@@ -42,6 +42,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.bus.url.startswith("memory://"):
         raise SettingsError("bus.url: dead letters are kept by RabbitMQ; give an amqp:// bus")
+    check_host_name("bus.url", settings.bus.url)
     outcome = asyncio.run(_work(settings, args.role, args.requeue))
     if isinstance(outcome, int):
         print(f"{outcome} message(s) given back to the {args.role}")

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
@@ -32,6 +33,7 @@ from services.cli import (
     studies,
     tags,
 )
+from services.cli.options import CommandFailed
 from shared.log import configure_logging
 from shared.process import StartError
 from shared.settings import SettingsError
@@ -74,14 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("STORE_SERVER_DEBUG", "") not in ("", "0")
     # Warnings and errors of one-shot commands go to stderr; servers log fully once started.
     configure_logging(None, "warning", sys.stderr)
-    if not debug:
-        _quiet_pynetdicom()
+    if not debug and args.handler.__module__ != server.__name__:
+        _quiet_libraries()
     try:
         exit_code: int = args.handler(args)
     except SettingsError as error:
         print(f"store-server {args.command}: {error}", file=sys.stderr)
         return 2
-    except (ConnectionError, StartError) as error:  # no database or broker, a busy data dir
+    except (ConnectionError, StartError, CommandFailed) as error:  # no database, a busy data dir
         print(f"store-server {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -106,12 +108,14 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _quiet_pynetdicom() -> None:
-    """Keep pynetdicom's own log lines off stderr: it logs one failure over several lines,
-    some with a traceback, and the commands say the same in one line of their own. A server
-    command configures logging afresh, so it still logs them."""
+def _quiet_libraries() -> None:
+    """Keep the libraries' own words off a one-shot command's stderr: pynetdicom logs one
+    failure over several lines, some with a traceback, and the command says the same in one
+    line of its own; Python warnings (a picture's corrupt EXIF, a value pydicom finds odd)
+    are about the input, which the command judges itself."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(lambda record: not record.name.startswith("pynetdicom"))
+    warnings.simplefilter("ignore")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from pydicom.tag import BaseTag
+
 from shared.dicom.tags import (
     DataElementText,
+    EditError,
     TagChange,
     TagError,
     get_tag,
@@ -28,9 +31,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--set/--remove. TAG is a keyword (PatientName) or a number (0010,0010).",
     )
     parser.add_argument("file", type=Path, metavar="FILE")
-    parser.add_argument("tags", nargs="*", metavar="TAG", help="only these top-level tags")
+    parser.add_argument(
+        "tags", nargs="*", type=_tag, metavar="TAG", help="only these top-level tags"
+    )
     parser.add_argument(
         "--set",
+        type=_set_change,
         action="append",
         default=[],
         metavar="TAG=VALUE",
@@ -38,7 +44,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "a private tag takes its VR as TAG:VR=VALUE",
     )
     parser.add_argument(
-        "--remove", action="append", default=[], metavar="TAG", help="remove a tag (repeatable)"
+        "--remove",
+        type=_tag,
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="remove a tag (repeatable)",
     )
     parser.add_argument(
         "-o", "--output", type=Path, metavar="OUT", help="write edits here (default: in place)"
@@ -50,8 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run_tags(args: argparse.Namespace) -> int:
     try:
         if args.set or args.remove:
-            changes = [_set_change(text) for text in args.set]
-            changes += [TagChange(parse_tag(text), None) for text in args.remove]
+            changes = [*args.set, *(TagChange(tag, None) for tag in args.remove)]
             written = write_tags(args.file, changes, args.output)
             if args.json:
                 print(json.dumps({"written": str(written), "changes": len(changes)}))
@@ -59,12 +69,12 @@ def run_tags(args: argparse.Namespace) -> int:
                 print(f"wrote {written} ({len(changes)} change{'s' * (len(changes) != 1)})")
             return 0
         if args.tags:
-            elements = []
-            for text in args.tags:
-                tag = parse_tag(text)
-                elements.append(get_tag(args.file, tag.group, tag.element))
+            elements = [get_tag(args.file, tag.group, tag.element) for tag in args.tags]
         else:
             elements = load_tags(args.file)
+    except EditError as error:  # the file is fine; what was asked of it is not
+        print(f"store-server tags: {error}", file=sys.stderr)
+        return 2
     except TagError as error:
         print(f"store-server tags: {error}", file=sys.stderr)
         return 1
@@ -75,12 +85,19 @@ def run_tags(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tag(text: str) -> BaseTag:
+    try:
+        return parse_tag(text)
+    except TagError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _set_change(text: str) -> TagChange:
     name, separator, value = text.partition("=")
     if not separator:
-        raise TagError(f"--set {text!r}: expected TAG=VALUE")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected TAG=VALUE")
     name, _, vr = name.partition(":")
-    return TagChange(parse_tag(name), value, vr.strip() or None)
+    return TagChange(_tag(name), value, vr.strip() or None)
 
 
 def _print(elements: list[DataElementText], *, as_json: bool) -> None:

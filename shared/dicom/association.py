@@ -72,6 +72,14 @@ def rejection_reason(
     return f"{reason.format(calling=calling_aet, called=called_aet)} ({kind})"
 
 
+def check_host(peer: Peer) -> None:
+    """:class:`NetError` now if the peer's host name does not resolve."""
+    try:
+        socket.getaddrinfo(peer.host, peer.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise NetError(_unknown_host(peer, error)) from None
+
+
 def associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Association:
     """An established association with ``peer`` proposing ``contexts`` (abstract syntax,
     transfer syntaxes; none: pynetdicom's defaults); :class:`NetError` saying why not."""
@@ -92,7 +100,7 @@ def associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Associ
     try:
         association = ae.associate(peer.host, peer.port, **options)
     except socket.gaierror as error:  # resolved before any thread starts, so raised here
-        raise NetError(f"{peer}: unknown host {peer.host!r} ({error.strerror})") from None
+        raise NetError(_unknown_host(peer, error)) from None
     finally:
         pynetdicom_log.removeHandler(failures)
     if association.is_established:
@@ -103,6 +111,10 @@ def associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Associ
         )
     threads = {association.ident, association.dul.ident}
     raise NetError(f"{peer}: {_why_not(failures.messages(threads), peer.timeout)}")
+
+
+def _unknown_host(peer: Peer, error: socket.gaierror) -> str:
+    return f"{peer}: unknown host {peer.host!r} ({error.strerror})"
 
 
 def _rejection(association: Association, peer: Peer) -> str:

@@ -28,6 +28,7 @@ from shared.dicom.association import (
     NetError,
     Peer,
     associate,
+    check_host,
 )
 from shared.dicom.contexts import UNCOMPRESSED, AssociationPlan, OutgoingInstance, plan_associations
 from shared.dicom.files import DicomFileError, read_dataset
@@ -142,9 +143,11 @@ def send(
     """Send files and folders over as few associations as the 128-context limit allows.
 
     A compressed file the peer does not accept in its own syntax is decompressed and sent
-    uncompressed. Association failures fail the files of that association, not the call.
+    uncompressed. Association failures fail the files of that association, not the call; a
+    host name that does not resolve is a :class:`NetError`, as nothing can be sent to it.
     """
     peer = Peer(host, port, called_aet, calling_aet, tls, timeout)
+    check_host(peer)
     files = collect_files(paths)
     results: list[SendResult] = []
 
@@ -193,10 +196,13 @@ def client_tls_context(
     and our certificate presented when ``cert_file`` is given."""
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    except OSError as error:  # ssl.SSLError included
+        raise NetError(f"TLS set-up failed: CA certificates {ca_file}: {error}") from None
+    try:
         if cert_file is not None:
             context.load_cert_chain(cert_file, key_file)
-    except (OSError, ssl.SSLError) as error:
-        raise NetError(f"TLS set-up failed: {error}") from None
+    except OSError as error:
+        raise NetError(f"TLS set-up failed: certificate {cert_file}: {error}") from None
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
