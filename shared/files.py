@@ -51,6 +51,12 @@ def atomic_move(source: Path, target: Path) -> None:
     fsync_directory(target.parent)
 
 
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` (replacing it) atomically and durably, mode kept."""
+    _copy_then_rename(source, target)
+    fsync_directory(target.parent)
+
+
 def _copy_then_rename(source: Path, target: Path) -> None:
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
     try:
