@@ -11,17 +11,8 @@ from pathlib import Path
 
 from pydicom.tag import BaseTag
 
-from shared.dicom.tags import (
-    DataElementText,
-    EditError,
-    TagChange,
-    TagError,
-    backup_of,
-    get_tag,
-    load_tags,
-    parse_tag,
-    write_tags,
-)
+from shared.dicom.tag_edits import EditError, TagChange, backup_of, write_tags
+from shared.dicom.tags import DataElementText, TagError, get_tag, load_tags, parse_tag
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -10,15 +10,8 @@ import pytest
 from pydicom.data import get_charset_files
 
 from services.cli.main import main
-from shared.dicom.tags import (
-    TagChange,
-    TagError,
-    get_tag,
-    get_tag_by_keyword,
-    load_tags,
-    parse_tag,
-    write_tags,
-)
+from shared.dicom.tag_edits import TagChange, write_tags
+from shared.dicom.tags import TagError, get_tag, get_tag_by_keyword, load_tags, parse_tag
 from tests.toolkit.conftest import sample_file
 
 
