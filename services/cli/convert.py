@@ -1,4 +1,5 @@
-"""``store-server convert``: DICOM to JPEG or thumbnail, and a picture to DICOM."""
+"""``store-server convert``: DICOM to a JPEG or PNG picture or thumbnail, and a picture to
+DICOM."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.dicom.convert import (
     Window,
     dcm_to_jpg,
     dcm_to_thumbnail,
+    picture_format,
 )
 from shared.dicom.secondary_capture import PatientStudy, jpg_to_dcm
 
@@ -38,9 +40,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser = commands.add_parser("convert", help="DICOM to JPEG/thumbnail, picture to DICOM")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
 
-    jpg = kinds.add_parser("jpg", help="a JPEG picture of a DICOM image")
+    jpg = kinds.add_parser(
+        "jpg",
+        help="a JPEG or PNG picture of a DICOM image",
+        description="A picture of a DICOM image, JPEG or PNG as DST's extension says; a PNG "
+        "of an image with more than 8 bits stored is 16-bit grey.",
+    )
     jpg.add_argument("src", type=Path, metavar="SRC")
-    jpg.add_argument("dst", type=Path, metavar="DST")
+    jpg.add_argument("dst", type=_picture_path, metavar="DST", help=".jpg, .jpeg or .png")
     jpg.add_argument(
         "--frame", type=_frame, default="middle", help="frame number (from 1), middle or all"
     )
@@ -53,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
     thumbnail = kinds.add_parser("thumbnail", help="a thumbnail of the middle frame")
     thumbnail.add_argument("src", type=Path, metavar="SRC")
-    thumbnail.add_argument("dst", type=Path, metavar="DST", help=".jpg or .png")
+    thumbnail.add_argument("dst", type=_picture_path, metavar="DST", help=".jpg, .jpeg or .png")
     thumbnail.add_argument(
         "--size", type=positive_integer, default=256, help="longest side (default 256)"
     )
@@ -132,6 +139,14 @@ def _frame(text: str) -> FrameChoice:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a frame number (from 1), middle or all")
     return int(text)
+
+
+def _picture_path(text: str) -> Path:
+    try:
+        picture_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+    return Path(text)
 
 
 def _quality(text: str) -> int:

@@ -26,6 +26,7 @@ def inputs(tmp_path: Path) -> dict[str, str]:
     """The bad inputs, by the name the cases use for them."""
     folder = tmp_path / "folder"
     folder.mkdir()
+    (tmp_path / "folder.jpg").mkdir()
     text = tmp_path / "notes.txt"
     text.write_text("not DICOM, not TOML = [\n")
     plain = tmp_path / "plain-file"
@@ -33,6 +34,7 @@ def inputs(tmp_path: Path) -> dict[str, str]:
     return {
         "missing": str(tmp_path / "nosuch.dcm"),
         "folder": str(folder),
+        "picture_folder": str(tmp_path / "folder.jpg"),
         "text": str(text),
         "plain": str(plain),
         "out": str(tmp_path / "out"),
@@ -119,9 +121,9 @@ CASES = [
         "(see store-server convert jpg --help)",
     ),
     (
-        ["convert", "jpg", CT, "{folder}"],
+        ["convert", "jpg", CT, "{picture_folder}"],
         1,
-        "store-server convert: {folder}: cannot write: is a folder, not a file",
+        "store-server convert: {picture_folder}: cannot write: is a folder, not a file",
     ),
     (
         ["convert", "jpg", CT, "{out}.jpg", "--window", "40", "0"],
