@@ -7,11 +7,11 @@ import asyncio
 
 from services.cli.options import (
     add_settings_flags,
-    check_host_name,
     index_unusable,
     settings_from_args,
 )
 from shared.db.engine import create_engine, current_revision, upgrade, wait_for_database
+from shared.hosts import check_host_name
 from shared.settings import Settings
 
 

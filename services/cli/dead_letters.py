@@ -8,8 +8,9 @@ import asyncio
 import json
 import sys
 
-from services.cli.options import add_settings_flags, check_host_name, settings_from_args
+from services.cli.options import add_settings_flags, settings_from_args
 from shared.bus import TOPOLOGY, DeadLetter, open_bus
+from shared.hosts import check_host_name
 from shared.settings import Settings, SettingsError
 
 

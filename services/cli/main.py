@@ -108,13 +108,17 @@ def _version() -> str:
         return "(not installed)"
 
 
+# Libraries that log a failure the command reports itself: pynetdicom over several lines,
+# some with a traceback; aiormq once more for each broker connection that fails.
+_REPORTED_BY_THE_COMMAND = ("pynetdicom", "aiormq")
+
+
 def _quiet_libraries() -> None:
-    """Keep the libraries' own words off a one-shot command's stderr: pynetdicom logs one
-    failure over several lines, some with a traceback, and the command says the same in one
-    line of its own; Python warnings (a picture's corrupt EXIF, a value pydicom finds odd)
-    are about the input, which the command judges itself."""
+    """Keep the libraries' own words off a one-shot command's stderr: their log records of
+    failures the command says in one line of its own, and Python warnings (a picture's
+    corrupt EXIF, a value pydicom finds odd), which are about the input the command judges."""
     for handler in logging.getLogger().handlers:
-        handler.addFilter(lambda record: not record.name.startswith("pynetdicom"))
+        handler.addFilter(lambda record: not record.name.startswith(_REPORTED_BY_THE_COMMAND))
     warnings.simplefilter("ignore")
 
 

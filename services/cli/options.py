@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.engine import open_index
 from shared.files import file_error_reason
+from shared.hosts import check_host_name
 from shared.settings import AETitle, Settings, load_settings
 
 T = TypeVar("T")
@@ -107,22 +106,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if getattr(args, "stable_age", None) is not None:
         overrides["scansheet"] = {"stable_age": args.stable_age}
     return load_settings(getattr(args, "config", None), overrides)
-
-
-def check_host_name(setting: str, url: str) -> None:
-    """``ConnectionError`` now when the host of ``url`` does not exist.
-
-    The connection itself is retried for a while, which helps a database or broker that is
-    starting, not a misspelt name; a resolver that does not answer is left to those retries.
-    """
-    host = urlsplit(url).hostname
-    if not host:  # sqlite:///, memory://, a local socket
-        return
-    try:
-        socket.getaddrinfo(host, None)
-    except socket.gaierror as error:
-        if error.errno == socket.EAI_NONAME:
-            raise ConnectionError(f"{setting}: unknown host {host!r} ({error.strerror})") from None
 
 
 def with_index(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -6,7 +6,9 @@ there, not DICOM, not readable; a host that does not resolve).
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -320,3 +322,19 @@ def test_an_unreadable_file_is_one_line_and_an_exit_code(
 
     assert completed.stderr == message.format(**names) + "\n"
     assert completed.returncode == code
+
+
+def test_health_says_a_host_does_not_exist_without_waiting(
+    inputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["--database", f"postgresql://{NO_HOST}/index", "--bus", f"amqp://{NO_HOST}/"]
+    started = time.monotonic()
+
+    code = main(["health", "--role", "indexer", "--data-dir", inputs["data"], *arguments, "--json"])
+
+    captured = capsys.readouterr()
+    assert code == 1 and captured.err == ""
+    details = {check["name"]: check["detail"] for check in json.loads(captured.out)["checks"]}
+    assert details["bus"].startswith(f"bus.url: unknown host '{NO_HOST}' (")
+    assert details["database"].startswith(f"database.url: unknown host '{NO_HOST}' (")
+    assert time.monotonic() - started < 5  # the --timeout of 5 s was not waited out
