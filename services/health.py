@@ -17,7 +17,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from shared.db.engine import MIGRATIONS, create_engine, current_revision, wait_for_database
-from shared.dicom.net import NetError, echo
+from shared.dicom.net import AssociationRejected, NetError, echo
+from shared.hosts import check_host_name
 from shared.settings import Settings
 
 ROLE_CHECKS = {
@@ -49,8 +50,7 @@ def _receiver(settings: Settings, within: float) -> Check:
         )
     except NetError as error:
         # A refusal is still an answer: the listener is up and applying its policy.
-        alive = "association rejected" in str(error)
-        return Check("receiver", alive, str(error))
+        return Check("receiver", isinstance(error, AssociationRejected), str(error))
     return Check(
         "receiver",
         result.ok,
@@ -71,6 +71,10 @@ async def _bus(settings: Settings, within: float) -> Check:
     if settings.bus.url.startswith("memory://"):
         return Check("bus", True, "in-process (memory://): lives inside the server process")
     try:
+        check_host_name("bus.url", settings.bus.url)
+    except ConnectionError as error:
+        return Check("bus", False, str(error))
+    try:
         connection = await aio_pika.connect(settings.bus.url, timeout=within)
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
         return Check("bus", False, f"broker unreachable: {type(error).__name__}: {error}")
@@ -90,6 +94,10 @@ async def _database(settings: Settings, within: float) -> Check:
     # Checked first, since opening an SQLite index that is not there would create it.
     if url.startswith("sqlite:///") and not await asyncio.to_thread(index_file.exists):
         return Check("database", False, f"no index at {index_file}")
+    try:
+        check_host_name("database.url", url)
+    except ConnectionError as error:
+        return Check("database", False, str(error))
     engine = create_engine(url)
     try:
         await wait_for_database(engine, within)

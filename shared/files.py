@@ -51,6 +51,12 @@ def atomic_move(source: Path, target: Path) -> None:
     fsync_directory(target.parent)
 
 
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` (replacing it) atomically and durably, mode kept."""
+    _copy_then_rename(source, target)
+    fsync_directory(target.parent)
+
+
 def _copy_then_rename(source: Path, target: Path) -> None:
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
     try:
@@ -66,3 +72,15 @@ def _copy_then_rename(source: Path, target: Path) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def file_error_reason(error: OSError) -> str:
+    """Why a file a user named could not be read or written, in the words commands print."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    reason = error.strerror or str(error)
+    return f"{reason[:1].lower()}{reason[1:]}"

@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +29,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from shared.files import file_error_reason
 
 ENV_PREFIX = "STORE_SERVER_"
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash, no control
@@ -46,6 +49,24 @@ def _ae_title(value: str) -> str:
 
 AETitle = Annotated[str, AfterValidator(_ae_title)]
 Paper = Literal["A4", "Letter"]
+
+
+def _port_in_range(url: str) -> None:
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = None
+    else:
+        if port != 0:
+            return
+    written = urlsplit(url).netloc.rpartition("@")[2].rpartition(":")[2]
+    raise ValueError(f"port {written} is not a port number (1 to 65535)")
+
+
+def _folder(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is not a folder")
+    return path
 
 
 class Section(BaseModel):
@@ -144,6 +165,7 @@ class BusSettings(Section):
     def _scheme(cls, value: str) -> str:
         if not value.startswith(("memory://", "amqp://", "amqps://")):
             raise ValueError("must start with memory://, amqp:// or amqps://")
+        _port_in_range(value)
         return value
 
 
@@ -158,6 +180,8 @@ class DatabaseSettings(Section):
     def _scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("sqlite://", "postgresql://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
+        if value is not None:
+            _port_in_range(value)
         return value
 
 
@@ -283,7 +307,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    data_dir: Path = Path("data")
+    data_dir: Annotated[Path, AfterValidator(_folder)] = Path("data")
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -354,19 +378,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
-    except FileNotFoundError:
-        raise SettingsError(f"--config: no such file: {path}") from None
+    except OSError as error:
+        raise SettingsError(f"--config {path}: {file_error_reason(error)}") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"--config {path}: not valid TOML: {error}") from None
 
 
 def _describe(error: ValidationError, config: Path | None) -> str:
-    lines = ["invalid settings:"]
+    """Every problem on one line, each named as in the TOML file and in the environment."""
+    problems = []
     for problem in error.errors():
         location = [str(part) for part in problem["loc"] if not isinstance(part, int)]
         dotted = ".".join(location) or "(settings)"
         env_name = ENV_PREFIX + "__".join(location).upper()
-        lines.append(f"  {dotted} (environment {env_name}): {problem['msg']}")
-    if config is not None:
-        lines.append(f"  (config file: {config})")
-    return "\n".join(lines)
+        message = problem["msg"].removeprefix("Value error, ")
+        problems.append(f"{dotted} (environment {env_name}): {message}")
+    described = f"invalid setting{'s' if len(problems) > 1 else ''} " + "; ".join(problems)
+    return described + (f" (config file: {config})" if config is not None else "")

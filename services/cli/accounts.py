@@ -36,8 +36,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         metavar="FAMILY^GIVEN",
         help="a physician name (DICOM PN) the account answers to; repeat for aliases",
     )
-    add.add_argument("--home", type=Path, help="default: <data-dir>/accounts/NAME")
-    add.add_argument("--owner", metavar="UID:GID", help="owner of filed files (as root)")
+    add.add_argument("--home", type=_home, help="default: <data-dir>/accounts/NAME")
+    add.add_argument(
+        "--owner", type=_owner, metavar="UID:GID", help="owner of filed files (as root)"
+    )
     add.set_defaults(handler=_add)
 
     listing = actions.add_parser("list", help="list the accounts")
@@ -65,14 +67,18 @@ def _in_index(args: argparse.Namespace, work: Callable[[AsyncConnection], Awaita
     return with_index(settings_from_args(args), in_transaction)
 
 
-def _owner(text: str | None) -> tuple[int | None, int | None]:
-    if not text:
-        return None, None
+def _home(text: str) -> Path:
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return Path(text)
+
+
+def _owner(text: str) -> tuple[int, int | None]:
     uid, _, gid = text.partition(":")
     try:
         return int(uid), int(gid) if gid else None
     except ValueError:
-        raise AccountError(f"--owner {text!r}: expected UID or UID:GID numbers") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected UID or UID:GID numbers") from None
 
 
 def _reported(action: Callable[[], int]) -> int:
@@ -85,7 +91,7 @@ def _reported(action: Callable[[], int]) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     def action() -> int:
-        uid, gid = _owner(args.owner)
+        uid, gid = args.owner or (None, None)
         home = args.home.resolve() if args.home else None
 
         async def work(connection: AsyncConnection) -> None:

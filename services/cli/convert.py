@@ -1,4 +1,5 @@
-"""``store-server convert``: DICOM to JPEG or thumbnail, and a picture to DICOM."""
+"""``store-server convert``: DICOM to a JPEG or PNG picture or thumbnail, and a picture to
+DICOM."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from services.cli.options import positive_integer
 from shared.dicom.convert import (
     DEFAULT_MAX_PIXELS,
     ConversionError,
@@ -15,6 +17,7 @@ from shared.dicom.convert import (
     Window,
     dcm_to_jpg,
     dcm_to_thumbnail,
+    picture_format,
 )
 from shared.dicom.secondary_capture import PatientStudy, jpg_to_dcm
 
@@ -37,23 +40,30 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser = commands.add_parser("convert", help="DICOM to JPEG/thumbnail, picture to DICOM")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
 
-    jpg = kinds.add_parser("jpg", help="a JPEG picture of a DICOM image")
+    jpg = kinds.add_parser(
+        "jpg",
+        help="a JPEG or PNG picture of a DICOM image",
+        description="A picture of a DICOM image, JPEG or PNG as DST's extension says; a PNG "
+        "of an image with more than 8 bits stored is 16-bit grey.",
+    )
     jpg.add_argument("src", type=Path, metavar="SRC")
-    jpg.add_argument("dst", type=Path, metavar="DST")
+    jpg.add_argument("dst", type=_picture_path, metavar="DST", help=".jpg, .jpeg or .png")
     jpg.add_argument(
         "--frame", type=_frame, default="middle", help="frame number (from 1), middle or all"
     )
     jpg.add_argument(
         "--window", nargs=2, type=float, metavar=("CENTER", "WIDTH"), help="VOI window"
     )
-    jpg.add_argument("--quality", type=int, default=90, help="JPEG quality, 1-95 (default 90)")
+    jpg.add_argument("--quality", type=_quality, default=90, help="JPEG quality, 1-95 (default 90)")
     _add_max_pixels(jpg)
     jpg.set_defaults(handler=run_jpg)
 
     thumbnail = kinds.add_parser("thumbnail", help="a thumbnail of the middle frame")
     thumbnail.add_argument("src", type=Path, metavar="SRC")
-    thumbnail.add_argument("dst", type=Path, metavar="DST", help=".jpg or .png")
-    thumbnail.add_argument("--size", type=int, default=256, help="longest side (default 256)")
+    thumbnail.add_argument("dst", type=_picture_path, metavar="DST", help=".jpg, .jpeg or .png")
+    thumbnail.add_argument(
+        "--size", type=positive_integer, default=256, help="longest side (default 256)"
+    )
     _add_max_pixels(thumbnail)
     thumbnail.set_defaults(handler=run_thumbnail)
 
@@ -73,6 +83,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run_jpg(args: argparse.Namespace) -> int:
     try:
         window = Window(*args.window) if args.window else None
+    except ValueError as error:
+        print(f"store-server convert: --window: {error}", file=sys.stderr)
+        return 2
+    try:
         written = dcm_to_jpg(
             args.src,
             args.dst,
@@ -81,7 +95,7 @@ def run_jpg(args: argparse.Namespace) -> int:
             quality=args.quality,
             max_pixels=args.max_pixels,
         )
-    except (ConversionError, ValueError) as error:
+    except ConversionError as error:
         return _fail(error)
     for path in written:
         print(path)
@@ -122,16 +136,29 @@ def _frame(text: str) -> FrameChoice:
         return "middle"
     if text == "all":
         return "all"
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a frame number (from 1), middle or all")
+    return int(text)
+
+
+def _picture_path(text: str) -> Path:
     try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a frame number, middle or all") from None
+        picture_format(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+    return Path(text)
+
+
+def _quality(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 95:
+        raise argparse.ArgumentTypeError(f"{text!r}: JPEG quality is 1 to 95")
+    return int(text)
 
 
 def _add_max_pixels(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pixels",
-        type=int,
+        type=positive_integer,
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})",
     )

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from services.cli.options import add_settings_flags, settings_from_args
+from services.cli.options import (
+    add_settings_flags,
+    index_unusable,
+    settings_from_args,
+)
 from shared.db.engine import create_engine, current_revision, upgrade, wait_for_database
+from shared.hosts import check_host_name
 from shared.settings import Settings
 
 
@@ -23,7 +28,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 async def _revision_after(settings: Settings, target: str | None) -> str | None:
-    engine = create_engine(settings.database_url)
+    check_host_name("database.url", settings.database_url)
+    try:
+        engine = create_engine(settings.database_url)
+    except OSError as error:
+        raise index_unusable(settings, error) from None
     try:
         await wait_for_database(engine, settings.database.connect_timeout)
         if target is None:

@@ -10,6 +10,7 @@ import sys
 
 from services.cli.options import add_settings_flags, settings_from_args
 from shared.bus import TOPOLOGY, DeadLetter, open_bus
+from shared.hosts import check_host_name
 from shared.settings import Settings, SettingsError
 
 
@@ -42,6 +43,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.bus.url.startswith("memory://"):
         raise SettingsError("bus.url: dead letters are kept by RabbitMQ; give an amqp:// bus")
+    check_host_name("bus.url", settings.bus.url)
     outcome = asyncio.run(_work(settings, args.role, args.requeue))
     if isinstance(outcome, int):
         print(f"{outcome} message(s) given back to the {args.role}")

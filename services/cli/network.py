@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import ssl
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import TextIO
 
 from pydicom.uid import UID
 
+from services.cli.options import ae_title, port_number, positive_number
+from shared.dicom.files import DicomFileError, read_dataset
 from shared.dicom.net import (
     DEFAULT_CALLED_AET,
     DEFAULT_CALLING_AET,
@@ -19,6 +22,7 @@ from shared.dicom.net import (
     echo,
     send,
 )
+from shared.files import file_error_reason
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -61,6 +65,7 @@ def run_send(args: argparse.Namespace) -> int:
             bar.draw(done, total)
 
     try:
+        _check_paths(args.paths)
         summary = send(
             args.host,
             args.port,
@@ -71,11 +76,14 @@ def run_send(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             progress=report,
         )
-    except NetError as error:
+    except (NetError, DicomFileError) as error:
         print(f"store-server send: {error}", file=sys.stderr)
         return 1
     if bar is not None:
         bar.clear()
+    if not summary.results:
+        print("store-server send: no files to send in the folders given", file=sys.stderr)
+        return 1
     print(f"{summary.sent} sent, {summary.failed} failed, {len(summary.results)} files")
     return 0 if summary.failed == 0 and summary.results else 1
 
@@ -99,6 +107,22 @@ class ProgressBar:
         self._stream.flush()
 
 
+def _check_paths(paths: list[Path]) -> None:
+    """Refuse a path named on the command line that cannot be sent, before connecting, as
+    storescu does; files in a folder that are not DICOM are reported one by one instead."""
+    for path in paths:
+        try:
+            if path.is_dir():
+                with os.scandir(path):
+                    pass
+                continue
+        except OSError as error:
+            raise DicomFileError(f"{path}: {file_error_reason(error)}") from None
+        if not path.exists():
+            raise DicomFileError(f"{path}: no such file or folder")
+        read_dataset(path)
+
+
 def _result_line(result: SendResult) -> str:
     if result.outcome == "sent":
         syntax = UID(result.transfer_syntax).name if result.transfer_syntax else ""
@@ -108,16 +132,22 @@ def _result_line(result: SendResult) -> str:
 
 def _add_peer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host", metavar="HOST")
-    parser.add_argument("port", type=int, metavar="PORT")
+    parser.add_argument("port", type=port_number, metavar="PORT")
     parser.add_argument(
-        "--aet", default=DEFAULT_CALLING_AET, help=f"our AE title (default {DEFAULT_CALLING_AET})"
+        "--aet",
+        type=ae_title,
+        default=DEFAULT_CALLING_AET,
+        help=f"our AE title (default {DEFAULT_CALLING_AET})",
     )
     parser.add_argument(
         "--aec",
+        type=ae_title,
         default=DEFAULT_CALLED_AET,
-        help=f"the peer's AE title (default {DEFAULT_CALLED_AET})",
+        help=f"the peer's AE title (default {DEFAULT_CALLED_AET}, a store server's)",
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument(
+        "--timeout", type=positive_number, default=30.0, help="seconds (default 30)"
+    )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="connect with TLS")
     tls.add_argument("--tls-ca", type=Path, metavar="PEM", help="CA certificates to trust")
@@ -131,6 +161,13 @@ def _add_peer_flags(parser: argparse.ArgumentParser) -> None:
 def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     if not (args.tls or args.tls_ca or args.tls_cert):
         return None
+    given = (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key))
+    for flag, path in given:
+        try:
+            if path is not None:
+                path.open("rb").close()
+        except OSError as error:
+            raise NetError(f"{flag} {path}: {file_error_reason(error)}") from None
     return client_tls_context(
         args.tls_ca, args.tls_cert, args.tls_key, verify=not args.tls_no_verify
     )

@@ -8,12 +8,55 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.engine import open_index
-from shared.settings import Settings, load_settings
+from shared.files import file_error_reason
+from shared.hosts import check_host_name
+from shared.settings import AETitle, Settings, load_settings
 
 T = TypeVar("T")
+_AE_TITLE: TypeAdapter[str] = TypeAdapter(AETitle)
+
+
+class CommandFailed(Exception):
+    """A failure a command reports as one line, with exit code 1."""
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port to connect to or listen on."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return int(text)
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a number above zero (seconds, a size)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above zero")
+    return number
+
+
+def positive_integer(text: str) -> int:
+    """An argparse type: a whole number above zero (pixels, a size)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above zero")
+    return int(text)
+
+
+def ae_title(text: str) -> str:
+    """An argparse type: an AE title as PS3.5 allows it."""
+    try:
+        return _AE_TITLE.validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: an AE title is 1 to 16 printable characters without a backslash"
+        ) from None
 
 
 def add_settings_flags(
@@ -30,6 +73,7 @@ def add_settings_flags(
     )
     group.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     if server:
+        # Checked with the settings, so that a wrong value is named as the setting it sets.
         group.add_argument("--port", type=int, help="DICOM port (default 11112)")
         group.add_argument("--ae-title", help="our AE title (default STORE_SERVER)")
         group.add_argument("--host", help="bind address (default 0.0.0.0)")
@@ -66,12 +110,26 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def with_index(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Open the index the server uses (migrating it if need be), run ``work``, close it."""
+    check_host_name("database.url", settings.database_url)
 
     async def run() -> T:
-        engine = await open_index(settings.database_url, settings.database.connect_timeout)
+        try:
+            engine = await open_index(settings.database_url, settings.database.connect_timeout)
+        except OSError as error:
+            raise index_unusable(settings, error) from None
         try:
             return await work(engine)
         finally:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def index_unusable(settings: Settings, error: OSError) -> OSError | CommandFailed:
+    """What to raise when the index cannot be opened: an unreachable database as it is, an
+    index file that cannot be made (its folder missing or not writable) as a failure."""
+    if isinstance(error, ConnectionError):
+        return error
+    where = f" ({error.filename})" if error.filename else ""
+    reason = file_error_reason(error)
+    return CommandFailed(f"cannot open the index {settings.database_url}: {reason}{where}")

@@ -43,14 +43,11 @@ def _sheet(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
         written = with_index(settings, lambda engine: _write(settings, engine, args.uid))
-    except UnknownStudy as error:
+    except (UnknownStudy, ConnectionError) as error:  # ConnectionError is an OSError too
         print(f"store-server sheet: {error}", file=sys.stderr)
         return 1
     except (SheetError, OSError) as error:
         print(f"store-server sheet: cannot write the sheet: {error}", file=sys.stderr)
-        return 1
-    except ConnectionError as error:
-        print(f"store-server sheet: {error}", file=sys.stderr)
         return 1
     for path in written.paths:
         print(path)

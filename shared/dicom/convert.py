@@ -1,4 +1,7 @@
-"""DICOM images to JPEG pictures and thumbnails.
+"""DICOM images to JPEG or PNG pictures and thumbnails.
+
+The picture's format follows the extension of the name it is written to (.jpg, .jpeg or
+.png). A PNG of a monochrome image with more than 8 bits stored keeps 16 bits.
 
 Only the frame asked for is decoded, and an image larger than ``max_pixels`` per frame is
 refused before any decoding, since the scan-sheet service runs this on files it received from
@@ -20,12 +23,21 @@ from pydicom.uid import UID
 
 from shared.dicom.files import DicomFileError, read_dataset, replace_atomically
 from shared.dicom.pixels import Picture, PixelError, Window, to_picture
+from shared.files import file_error_reason
 
 DEFAULT_MAX_PIXELS = 50_000_000  # per frame; a large mammogram is about 30 million
+PICTURE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 FrameChoice = int | Literal["middle", "all"]
 
-__all__ = ["ConversionError", "FrameChoice", "Window", "dcm_to_jpg", "dcm_to_thumbnail"]
+__all__ = [
+    "ConversionError",
+    "FrameChoice",
+    "Window",
+    "dcm_to_jpg",
+    "dcm_to_thumbnail",
+    "picture_format",
+]
 
 
 class ConversionError(Exception):
@@ -45,29 +57,32 @@ def dcm_to_jpg(
     quality: int = 90,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[Path]:
-    """Write a JPEG picture of ``src`` and return the files written.
+    """Write a picture of ``src`` in the format ``dst``'s extension names (see
+    :func:`picture_format`) and return the files written.
 
     ``frame`` is a 1-based frame number, ``"middle"`` (the default) or ``"all"``; all frames
     go to numbered files beside ``dst`` (``name-001.jpg``, ...). ``window`` overrides the
-    file's own VOI.
+    file's own VOI. A PNG of a monochrome image with more than 8 bits stored is 16-bit grey.
     """
+    target = Path(dst)
+    image_format = _format_of(target)
     dataset = _open_image(src, max_pixels)
     count = frame_count(dataset)
+    deep = image_format == "PNG"
     if frame == "all":
         width = max(3, len(str(count)))
-        target = Path(dst)
         paths = [
             target.with_name(f"{target.stem}-{n:0{width}d}{target.suffix}")
             for n in range(1, count + 1)
         ]
         for number, path in enumerate(paths, start=1):
-            _save(_picture(src, dataset, number, window), path, "JPEG", quality)
+            _save(_picture(src, dataset, number, window, deep), path, image_format, quality)
         return paths
     number = count // 2 + 1 if frame == "middle" else frame
     if not 1 <= number <= count:
         raise ConversionError(src, f"frame {number} requested, the image has {count}")
-    _save(_picture(src, dataset, number, window), Path(dst), "JPEG", quality)
-    return [Path(dst)]
+    _save(_picture(src, dataset, number, window, deep), target, image_format, quality)
+    return [target]
 
 
 def dcm_to_thumbnail(
@@ -78,22 +93,26 @@ def dcm_to_thumbnail(
     quality: int = 85,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Path:
-    """Write a thumbnail of the middle frame fitting in ``size`` x ``size``, aspect kept.
-
-    The format follows the suffix of ``dst`` (``.jpg``/``.jpeg`` or ``.png``).
-    """
+    """Write an 8-bit thumbnail of the middle frame fitting in ``size`` x ``size``, aspect
+    kept, in the format ``dst``'s extension names (see :func:`picture_format`)."""
     if size < 1:
         raise ConversionError(src, f"thumbnail size must be positive, got {size}")
     target = Path(dst)
-    image_format = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(target.suffix.lower())
-    if image_format is None:
-        raise ConversionError(src, f"thumbnail must be .jpg or .png, not {target.suffix!r}")
+    image_format = _format_of(target)
     dataset = _open_image(src, max_pixels)
-    picture = _picture(src, dataset, frame_count(dataset) // 2 + 1, None)
+    picture = _picture(src, dataset, frame_count(dataset) // 2 + 1, None, deep=False)
     image = Image.fromarray(picture)
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     _save_image(image, target, image_format, quality)
     return target
+
+
+def picture_format(path: Path | str) -> str:
+    """``JPEG`` or ``PNG``, as the extension of ``path`` says; ValueError for another."""
+    found = PICTURE_FORMATS.get(Path(path).suffix.lower())
+    if found is None:
+        raise ValueError("the name must end in .jpg, .jpeg or .png")
+    return found
 
 
 def frame_count(dataset: Dataset) -> int:
@@ -140,7 +159,16 @@ def _open_image(src: Path | str, max_pixels: int) -> Dataset:
     return dataset
 
 
-def _picture(src: Path | str, dataset: Dataset, number: int, window: Window | None) -> Picture:
+def _format_of(target: Path) -> str:
+    try:
+        return picture_format(target)
+    except ValueError as error:
+        raise ConversionError(target, str(error)) from None
+
+
+def _picture(
+    src: Path | str, dataset: Dataset, number: int, window: Window | None, deep: bool
+) -> Picture:
     syntax = UID(dataset.file_meta.TransferSyntaxUID)
     try:
         frame: NDArray[np.generic] = pixel_array(dataset, index=number - 1, as_rgb=True)
@@ -149,7 +177,7 @@ def _picture(src: Path | str, dataset: Dataset, number: int, window: Window | No
             src, f"cannot decode the {syntax.name} pixel data: {_decoder_reason(error)}"
         ) from None
     try:
-        return to_picture(frame, dataset, window)
+        return to_picture(frame, dataset, window, deep=deep)
     except (PixelError, ValueError, KeyError, AttributeError, IndexError) as error:
         raise ConversionError(src, f"cannot display the pixel values: {error}") from None
 
@@ -168,6 +196,9 @@ def _save(picture: Picture, path: Path, image_format: str, quality: int) -> None
 
 
 def _save_image(image: Image.Image, path: Path, image_format: str, quality: int) -> None:
-    replace_atomically(
-        path, lambda temporary: image.save(temporary, format=image_format, quality=quality)
-    )
+    try:
+        replace_atomically(
+            path, lambda temporary: image.save(temporary, format=image_format, quality=quality)
+        )
+    except OSError as error:
+        raise ConversionError(path, f"cannot write: {file_error_reason(error)}") from None

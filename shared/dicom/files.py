@@ -11,6 +11,10 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from shared.dicom.preamble import AfterPrefix, file_layout
+from shared.files import file_error_reason
 
 # Values larger than this are left on disk until something asks for them, so reading a header
 # never pulls a huge (or hostile, over-long) element into memory.
@@ -22,31 +26,50 @@ class DicomFileError(Exception):
 
 
 def read_dataset(path: Path | str, *, with_pixels: bool = False) -> FileDataset:
-    """Read a DICOM Part 10 file, turning every parser failure into :class:`DicomFileError`.
+    """Read a DICOM file, turning every parser failure into :class:`DicomFileError`.
 
     Without ``with_pixels`` reading stops before the pixel data, which is what header work
-    needs and keeps large images cheap.
+    needs and keeps large images cheap. See :func:`_read` for files without a preamble.
     """
-    path = Path(path)
+    return _read(
+        Path(path),
+        stop_before_pixels=not with_pixels,
+        defer_size=None if with_pixels else DEFER_SIZE,
+    )
+
+
+def read_deferred(path: Path | str, defer_size: int) -> FileDataset:
+    """Read every element of a DICOM file, pixel data included, leaving each value longer
+    than ``defer_size`` bytes on disk until it is asked for: what a listing needs."""
+    return _read(Path(path), stop_before_pixels=False, defer_size=defer_size)
+
+
+def _read(path: Path, *, stop_before_pixels: bool, defer_size: int | str | None) -> FileDataset:
+    """A Part 10 file, or one without the preamble (:mod:`shared.dicom.preamble`), read as
+    dcmdump reads it; a data set with no file meta information gets the transfer syntax it
+    was read in, as the toolkit's commands need one."""
     try:
-        return pydicom.dcmread(
-            path,
-            stop_before_pixels=not with_pixels,
-            defer_size=None if with_pixels else DEFER_SIZE,
-        )
+        layout = file_layout(path)
+        if layout is None:
+            raise DicomFileError(f"{path}: not a DICOM file")
+        if layout == "prefix-first":
+            with AfterPrefix(str(path)) as source:
+                dataset = pydicom.dcmread(source, defer_size, stop_before_pixels, force=True)
+        else:
+            dataset = pydicom.dcmread(path, defer_size, stop_before_pixels, force=layout == "bare")
     except InvalidDicomError:
-        raise DicomFileError(
-            f"{path}: not a DICOM file (no 'DICM' prefix after the preamble)"
-        ) from None
-    except IsADirectoryError:
-        raise DicomFileError(f"{path}: is a folder, not a file") from None
-    except FileNotFoundError:
-        raise DicomFileError(f"{path}: no such file") from None
+        raise DicomFileError(f"{path}: not a DICOM file") from None
     except OSError as error:
-        raise DicomFileError(f"{path}: cannot read: {error.strerror or error}") from None
+        raise DicomFileError(f"{path}: {file_error_reason(error)}") from None
     # pydicom reports truncated or malformed encodings as any of these.
     except (EOFError, ValueError, struct.error, KeyError, TypeError, OverflowError) as error:
         raise DicomFileError(f"{path}: malformed DICOM: {error}") from None
+    if "TransferSyntaxUID" not in dataset.file_meta:
+        implicit, little_endian = dataset.original_encoding
+        if little_endian:
+            syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+            dataset.file_meta.TransferSyntaxUID = syntax
+    return dataset
 
 
 def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:

@@ -2,8 +2,9 @@
 store server itself, started from the library).
 
 Both return results rather than print; every failure to reach or talk to the peer is a
-:class:`NetError`, and a file that cannot be sent is a failed :class:`SendResult`, never an
-exception, so one bad file does not stop the others.
+:class:`NetError` saying why (see :mod:`shared.dicom.association`), and a file that cannot be
+sent is a failed :class:`SendResult`, never an exception, so one bad file does not stop the
+others.
 """
 
 from __future__ import annotations
@@ -13,38 +14,43 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.status import code_to_category
 
+from shared.dicom.association import (
+    DEFAULT_CALLED_AET,
+    DEFAULT_CALLING_AET,
+    AssociationRejected,
+    NetError,
+    Peer,
+    associate,
+    check_host,
+)
 from shared.dicom.contexts import UNCOMPRESSED, AssociationPlan, OutgoingInstance, plan_associations
 from shared.dicom.files import DicomFileError, read_dataset
 from shared.settings import Settings
 
+__all__ = [
+    "DEFAULT_CALLED_AET",
+    "DEFAULT_CALLING_AET",
+    "AssociationRejected",
+    "EchoResult",
+    "NetError",
+    "SendResult",
+    "SendSummary",
+    "client_tls_context",
+    "collect_files",
+    "echo",
+    "send",
+    "storage",
+]
+
 VERIFICATION = UID("1.2.840.10008.1.1")
-DEFAULT_CALLING_AET = "STORE_SERVER"
-DEFAULT_CALLED_AET = "ANY-SCP"
 _WARNING_STATUSES = frozenset({0x0001, 0xB000, 0xB006, 0xB007})
-
-
-class NetError(Exception):
-    """The peer could not be reached, refused the association, or did not answer."""
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Where to connect, as whom, and with which TLS context (None: plain TCP)."""
-
-    host: str
-    port: int
-    called_aet: str = DEFAULT_CALLED_AET
-    calling_aet: str = DEFAULT_CALLING_AET
-    tls: ssl.SSLContext | None = None
-    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -101,13 +107,13 @@ def echo(
     """Send a C-ECHO to ``host:port`` on a fresh association."""
     peer = Peer(host, port, called_aet, calling_aet, tls, timeout)
     started = time.perf_counter()
-    association = _associate(peer, [(VERIFICATION, ())])
+    association = associate(peer, [(VERIFICATION, ())])
     try:
         response = association.send_c_echo()
     finally:
         association.release()
     if "Status" not in response:
-        raise NetError(f"{_where(peer)}: no answer to C-ECHO (timed out or aborted)")
+        raise NetError(f"{peer}: no answer to C-ECHO (timed out or aborted)")
     status = int(response.Status)
     return EchoResult(status, code_to_category(status), time.perf_counter() - started)
 
@@ -137,9 +143,11 @@ def send(
     """Send files and folders over as few associations as the 128-context limit allows.
 
     A compressed file the peer does not accept in its own syntax is decompressed and sent
-    uncompressed. Association failures fail the files of that association, not the call.
+    uncompressed. Association failures fail the files of that association, not the call; a
+    host name that does not resolve is a :class:`NetError`, as nothing can be sent to it.
     """
     peer = Peer(host, port, called_aet, calling_aet, tls, timeout)
+    check_host(peer)
     files = collect_files(paths)
     results: list[SendResult] = []
 
@@ -188,10 +196,13 @@ def client_tls_context(
     and our certificate presented when ``cert_file`` is given."""
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    except OSError as error:  # ssl.SSLError included
+        raise NetError(f"TLS set-up failed: CA certificates {ca_file}: {error}") from None
+    try:
         if cert_file is not None:
             context.load_cert_chain(cert_file, key_file)
-    except (OSError, ssl.SSLError) as error:
-        raise NetError(f"TLS set-up failed: {error}") from None
+    except OSError as error:
+        raise NetError(f"TLS set-up failed: certificate {cert_file}: {error}") from None
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -211,7 +222,7 @@ def _outgoing(path: Path) -> OutgoingInstance:
 
 def _send_plan(peer: Peer, plan: AssociationPlan) -> Iterator[SendResult]:
     try:
-        association = _associate(peer, plan.contexts)
+        association = associate(peer, plan.contexts)
     except NetError as error:
         for instance in plan.instances:
             yield SendResult(instance.path, "failed", str(error))
@@ -280,27 +291,3 @@ def _decompressed(instance: OutgoingInstance) -> Dataset:
     dataset = read_dataset(instance.path, with_pixels=True)
     dataset.decompress(generate_instance_uid=False)
     return dataset
-
-
-def _associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Association:
-    ae = AE(ae_title=peer.calling_aet)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = peer.timeout
-    ae.connection_timeout = peer.timeout
-    for abstract_syntax, transfer_syntaxes in contexts:
-        if transfer_syntaxes:
-            ae.add_requested_context(abstract_syntax, list(transfer_syntaxes))
-        else:
-            ae.add_requested_context(abstract_syntax)
-    options: dict[str, Any] = {"ae_title": peer.called_aet}
-    if peer.tls is not None:
-        options["tls_args"] = (peer.tls, peer.host)
-    association = ae.associate(peer.host, peer.port, **options)
-    if association.is_established:
-        return association
-    if association.is_rejected:
-        raise NetError(f"{_where(peer)}: association rejected (check the AE titles)")
-    raise NetError(f"{_where(peer)}: no association (peer unreachable, aborted or timed out)")
-
-
-def _where(peer: Peer) -> str:
-    return f"{peer.called_aet}@{peer.host}:{peer.port}"

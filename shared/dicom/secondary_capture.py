@@ -32,6 +32,7 @@ from pydicom.valuerep import validate_value
 from shared.dicom.convert import DEFAULT_MAX_PIXELS, ConversionError
 from shared.dicom.files import replace_atomically
 from shared.dicom.jpeg import JpegFrame, read_jpeg_frame
+from shared.files import file_error_reason
 
 # The VR each text field is validated against, so a bad value fails here with the field's name.
 _FIELD_VRS = {
@@ -107,7 +108,7 @@ def jpg_to_dcm(
     except OSError as error:
         if isinstance(error, UnidentifiedImageError):
             raise ConversionError(source, "not a picture Pillow can read") from None
-        raise ConversionError(source, f"cannot read: {error.strerror or error}") from None
+        raise ConversionError(source, file_error_reason(error)) from None
     if image.width * image.height > max_pixels:
         raise ConversionError(
             source, f"picture of {image.width}x{image.height} exceeds the limit of {max_pixels}"
@@ -122,9 +123,12 @@ def jpg_to_dcm(
         dataset.LossyImageCompression = "01"
         dataset.LossyImageCompressionMethod = "ISO_10918_1"
     target = Path(dst)
-    replace_atomically(
-        target, lambda temporary: dataset.save_as(temporary, enforce_file_format=True)
-    )
+    try:
+        replace_atomically(
+            target, lambda temporary: dataset.save_as(temporary, enforce_file_format=True)
+        )
+    except OSError as error:
+        raise ConversionError(target, f"cannot write: {file_error_reason(error)}") from None
     return SecondaryCapture(
         target,
         dataset.SOPInstanceUID,

@@ -1,81 +1,64 @@
-"""DICOM tags: every element of a file as text, one value, and validated edits.
+"""DICOM tags: every element of a file as text, and one value (edits: :mod:`tag_edits`).
 
 Values are decoded with the file's Specific Character Set. Pixel data and other bulk data
-(binary values over :data:`BULK_DATA_MIN_LENGTH` bytes) are left out of listings, and edits
-never touch the pixel data or the transfer syntax.
+(binary values over :data:`BULK_DATA_MIN_LENGTH` bytes) are listed as dcmdump lists them, by
+VR and length, and never read to do so; sequence items are listed where they begin, at their
+depth.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO, Literal
 
-from pydicom import config
-from pydicom.charset import convert_encodings, encode_string
-from pydicom.datadict import dictionary_keyword, dictionary_VM, dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_keyword, dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
-from pydicom.valuerep import validate_value
 
-from shared.dicom.files import DicomFileError, read_dataset, replace_atomically
+from shared.dicom.files import DicomFileError, read_deferred
 
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 BULK_DATA_MIN_LENGTH = 1024
-# Image Pixel attributes that describe how the pixel data is laid out: editing one would make
-# the untouched pixel data unreadable.
-PIXEL_LAYOUT_TAGS = frozenset(
-    Tag(keyword)
-    for keyword in (
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "PlanarConfiguration",
-        "NumberOfFrames",
-        "Rows",
-        "Columns",
-        "BitsAllocated",
-        "BitsStored",
-        "HighBit",
-        "PixelRepresentation",
-    )
+PIXEL_DATA_TAGS = frozenset(
+    Tag(keyword) for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 )
-_INTEGER_VRS = frozenset({"US", "UL", "SS", "SL", "UV", "SV"})
-_FLOAT_VRS = frozenset({"FL", "FD"})
-_SINGLE_TEXT_VRS = frozenset({"LT", "ST", "UT", "UR"})  # may hold a backslash; never multi-valued
-_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+ITEM_TAG = "(FFFE,E000)"
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 _TAG_TEXT = re.compile(r"^\(?([0-9A-Fa-f]{4}),?([0-9A-Fa-f]{4})\)?$")
 
 
 class TagError(Exception):
-    """A tag that is absent, unknown, not editable, or given a value its VR does not allow."""
+    """A tag that is absent or unknown, or a file that cannot be read or written."""
 
 
 @dataclass(frozen=True)
 class DataElementText:
-    """One data element as text; ``depth`` counts the sequences it sits in."""
+    """One entry of a listing, as text.
+
+    ``kind`` is ``element``; ``bulk``, a value listed by its length rather than shown:
+    ``length`` in bytes (None when undefined, as for encapsulated pixel data, whose
+    ``fragments`` are counted instead); or ``item``, where a sequence item begins. ``depth``
+    is the entry's level in the tree dcmdump draws: a sequence's items are one level deeper
+    than the sequence, and the items' elements two.
+    """
 
     tag: str
     keyword: str
     vr: str
     value: str
     depth: int = 0
-
-
-@dataclass(frozen=True)
-class TagChange:
-    """Set ``tag`` to ``value`` (backslash separates multiple values), or remove it when None.
-
-    ``vr`` is needed only for private or unknown tags that the file does not have yet.
-    """
-
-    tag: BaseTag
-    value: str | None
-    vr: str | None = None
+    kind: Literal["element", "bulk", "item"] = "element"
+    length: int | None = None
+    fragments: int | None = None
 
 
 def parse_tag(text: str) -> BaseTag:
@@ -91,20 +74,26 @@ def parse_tag(text: str) -> BaseTag:
 
 
 def load_tags(path: Path | str) -> list[DataElementText]:
-    """Every data element of the file, file meta information first, sequences expanded."""
-    dataset = _read(path)
-    elements = list(_describe(dataset.file_meta, 0))
-    elements.extend(_describe(dataset, 0))
+    """Every data element of the file, file meta information first, sequences expanded with
+    an ``item`` entry where each item begins; bulk values are ``bulk`` entries with their
+    length, read from the file's structure and never loaded."""
+    dataset = _read_listing(path)
+    elements = list(_describe(dataset.file_meta, 0, dataset))
+    elements.extend(_describe(dataset, 0, dataset))
     return elements
 
 
 def get_tag(source: Path | str | Dataset, group: int, element: int) -> DataElementText:
-    """The top-level element ``(group,element)``; :class:`TagError` when the file lacks it."""
-    dataset = source if isinstance(source, Dataset) else _read(source)
+    """The top-level element ``(group,element)``, wherever it is in the file (pixel data
+    included, as a ``bulk`` entry with its length); :class:`TagError` when the file lacks it."""
+    dataset = source if isinstance(source, Dataset) else _read_listing(source)
     tag = Tag(group, element)
     holder = dataset.file_meta if tag.group == 0x0002 else dataset
     if tag not in holder:
-        raise TagError(f"{_name(tag)} is not in the file")
+        raise TagError(f"{tag_name(tag)} is not in the file")
+    raw = holder.get_item(tag, keep_deferred=True)
+    if _is_bulk(tag, raw):
+        return _bulk(raw, 0, dataset)
     return _text(holder, tag, 0)
 
 
@@ -114,53 +103,97 @@ def get_tag_by_keyword(source: Path | str | Dataset, keyword: str) -> DataElemen
     return get_tag(source, tag.group, tag.element)
 
 
-def write_tags(
-    path: Path | str, changes: Iterable[TagChange], out: Path | str | None = None
-) -> Path:
-    """Apply ``changes`` and write the result atomically to ``out`` (default: in place).
-
-    The pixel data and the transfer syntax are written back exactly as read.
-    """
-    source = Path(path)
-    target = Path(out) if out is not None else source
-    dataset = read_dataset(source, with_pixels=True)
-    # Decode every value now, so a change of character set re-encodes all of them on write.
-    for _ in dataset.iterall():
-        pass
-    for change in changes:
-        _apply(dataset, change)
-    with _strict_writing():
-        try:
-            replace_atomically(target, lambda temporary: dataset.save_as(temporary))
-        except (UnicodeError, ValueError, TypeError) as error:
-            raise TagError(f"cannot write {target}: {error}") from None
-    return target
-
-
-def _read(path: Path | str) -> Dataset:
+def _read_listing(path: Path | str) -> FileDataset:
+    """The whole file, with every value over :data:`BULK_DATA_MIN_LENGTH` left on disk."""
     try:
-        return read_dataset(path)
+        return read_deferred(path, BULK_DATA_MIN_LENGTH)
     except DicomFileError as error:
         raise TagError(str(error)) from None
 
 
-def _describe(dataset: Dataset, depth: int) -> Iterator[DataElementText]:
-    for raw in dataset.elements():
-        tag = Tag(raw.tag)
-        if tag.group == 0x7FE0 or (raw.VR in BINARY_VRS and _length(raw) > BULK_DATA_MIN_LENGTH):
+def _describe(dataset: Dataset, depth: int, source: Dataset) -> Iterator[DataElementText]:
+    for tag in sorted(dataset.keys()):
+        raw = dataset.get_item(tag, keep_deferred=True)  # a deferred value stays on disk
+        if _is_bulk(Tag(tag), raw):
+            yield _bulk(raw, depth, source)
             continue
-        described = _text(dataset, tag, depth)
+        described = _text(dataset, Tag(tag), depth)
         yield described
-        value = dataset[tag].value if described.vr == "SQ" else None
-        if isinstance(value, Sequence):
-            for item in value:
-                yield from _describe(item, depth + 1)
+        sequence = dataset[tag].value if described.vr == "SQ" else None
+        if isinstance(sequence, Sequence):
+            for number, item in enumerate(sequence, start=1):
+                count = f"{len(item)} element{'s' if len(item) != 1 else ''}"
+                summary = f"<item {number} of {len(sequence)}, {count}>"
+                yield DataElementText(ITEM_TAG, "Item", "", summary, depth + 1, "item")
+                yield from _describe(item, depth + 2, source)
 
 
-def _length(element: DataElement | RawDataElement) -> int:
+def _is_bulk(tag: BaseTag, element: DataElement | RawDataElement) -> bool:
+    if tag in PIXEL_DATA_TAGS:
+        return True
+    if _vr(tag, element) not in BINARY_VRS:
+        return False
+    length = _length(element)
+    return length is None or length > BULK_DATA_MIN_LENGTH
+
+
+def _bulk(element: DataElement | RawDataElement, depth: int, source: Dataset) -> DataElementText:
+    tag = Tag(element.tag)
+    keyword = "" if tag.is_private else dictionary_keyword(tag)
+    vr, length = _vr(tag, element), _length(element)
+    if length is None and tag in PIXEL_DATA_TAGS:
+        vr = "OB"  # encapsulated pixel data is OB (PS3.5 A.4), whatever the file says
+    if length is not None:
+        value = f"<{length} byte{'s' if length != 1 else ''}>"
+        return DataElementText(str(tag), keyword, vr, value, depth, "bulk", length)
+    fragments = _fragments(element, source)
+    if fragments is None:
+        value = "<encapsulated: unreadable fragments, undefined length>"
+    else:
+        value = f"<encapsulated: {fragments} fragment{'s' if fragments != 1 else ''}, "
+        value += "undefined length>"
+    return DataElementText(str(tag), keyword, vr, value, depth, "bulk", None, fragments)
+
+
+def _vr(tag: BaseTag, element: DataElement | RawDataElement) -> str:
+    """The element's VR; in an implicit VR file, the dictionary's (pixel data is OW there)."""
+    if element.VR:
+        return str(element.VR)
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    return "OW" if vr == "OB or OW" else vr
+
+
+def _length(element: DataElement | RawDataElement) -> int | None:
+    """The value's length in bytes, known without reading a deferred value; None if undefined."""
     if isinstance(element, RawDataElement):
-        return int(element.length or 0)  # known without reading a deferred value
+        length = int(element.length or 0)
+        return None if length == _UNDEFINED_LENGTH else length
+    if element.is_undefined_length:
+        return None
     return len(element.value) if isinstance(element.value, bytes) else 0
+
+
+def _fragments(element: DataElement | RawDataElement, source: Dataset) -> int | None:
+    """The fragments of encapsulated pixel data, counted by walking the item headers."""
+    try:
+        if isinstance(element.value, bytes):
+            return _count_fragments(BytesIO(element.value))
+        if not isinstance(element, RawDataElement) or not getattr(source, "filename", None):
+            return None
+        # Opened as pydicom opens the file for a deferred value, whatever the file's layout.
+        with source.fileobj_type(source.filename, "rb") as handle:
+            handle.seek(element.value_tell)
+            return _count_fragments(handle)
+    except (OSError, ValueError, EOFError, struct.error):
+        return None
+
+
+def _count_fragments(stream: BinaryIO | BytesIO) -> int:
+    parse_basic_offsets(stream)  # the first item is the Basic Offset Table, not a fragment
+    return int(parse_fragments(stream)[0])
 
 
 def _text(dataset: Dataset, tag: BaseTag, depth: int) -> DataElementText:
@@ -189,98 +222,7 @@ def _value_text(element: DataElement) -> str:
     return str(value)
 
 
-def _apply(dataset: Dataset, change: TagChange) -> None:
-    tag, name = change.tag, _name(change.tag)
-    if tag.group == 0x0002:
-        raise TagError(f"{name} is file meta information; the transfer syntax is not editable")
-    if tag.group == 0x7FE0 or tag in PIXEL_LAYOUT_TAGS:
-        raise TagError(f"{name} describes the pixel data and is not editable")
-    if change.value is None:
-        if tag not in dataset:
-            raise TagError(f"cannot remove {name}: it is not in the file")
-        del dataset[tag]
-        return
-    vr = _vr_for(dataset, change)
-    value = _typed_value(tag, vr, change.value)
-    if vr in _TEXT_VRS and not change.value.isascii():
-        _check_encodable(dataset, name, change.value)
-    dataset[tag] = DataElement(tag, vr, value)
-
-
-def _check_encodable(dataset: Dataset, name: str, text: str) -> None:
-    if "SpecificCharacterSet" not in dataset:
-        # The default repertoire is ASCII, so every existing value is valid UTF-8 as well.
-        dataset.SpecificCharacterSet = "ISO_IR 192"
-        return
-    charset = dataset.SpecificCharacterSet
-    names = list(charset) if isinstance(charset, MultiValue) else [charset]
-    try:
-        with _strict_writing():
-            encode_string(text, convert_encodings(names))
-    except (UnicodeError, LookupError):
-        shown = "\\".join(str(n) for n in names)
-        raise TagError(
-            f"{name}: {text!r} cannot be encoded in the file's character set {shown}"
-        ) from None
-
-
-def _vr_for(dataset: Dataset, change: TagChange) -> str:
-    name = _name(change.tag)
-    if change.vr is not None:
-        vr = change.vr.upper()
-    elif change.tag in dataset:
-        vr = str(dataset[change.tag].VR)
-    else:
-        try:
-            vr = dictionary_VR(change.tag)
-        except KeyError:
-            raise TagError(f"{name} is not in the DICOM dictionary: give its VR") from None
-    if vr == "SQ":
-        raise TagError(f"{name} is a sequence and cannot be set from text")
-    if vr in BINARY_VRS:
-        raise TagError(f"{name} holds binary data ({vr}) and cannot be set from text")
-    if " or " in vr or len(vr) != 2:
-        raise TagError(f"{name} has VR {vr!r}: give one VR explicitly")
-    return vr
-
-
-def _typed_value(tag: BaseTag, vr: str, text: str) -> Any:
-    name = _name(tag)
-    parts = [text] if vr in _SINGLE_TEXT_VRS else text.split("\\")
-    try:
-        multiplicity = dictionary_VM(tag)
-    except KeyError:
-        multiplicity = "1-n"
-    if multiplicity == "1" and len(parts) > 1:
-        raise TagError(f"{name} takes one value, got {len(parts)}")
-    values: list[Any] = []
-    for part in parts:
-        try:
-            if vr in _INTEGER_VRS:
-                values.append(int(part))
-            elif vr in _FLOAT_VRS:
-                values.append(float(part))
-            elif vr == "AT":
-                values.append(parse_tag(part))
-            else:
-                values.append(part)
-            validate_value(vr, values[-1], config.RAISE)
-        except (ValueError, TagError) as error:
-            raise TagError(f"invalid value {part!r} for {name} (VR {vr}): {error}") from None
-    return values[0] if len(values) == 1 else values
-
-
-def _name(tag: BaseTag) -> str:
+def tag_name(tag: BaseTag) -> str:
+    """A tag as messages name it: ``(0010,0010) PatientName``."""
     keyword = "" if tag.is_private else dictionary_keyword(tag)
     return f"{tag} {keyword}".strip()
-
-
-class _strict_writing:
-    """Make pydicom refuse, rather than replace, characters the character set cannot encode."""
-
-    def __enter__(self) -> None:
-        self._previous = config.settings.writing_validation_mode
-        config.settings.writing_validation_mode = config.RAISE
-
-    def __exit__(self, *exc: object) -> None:
-        config.settings.writing_validation_mode = self._previous

@@ -130,7 +130,7 @@ def test_audit_trail_of_a_filed_instance(
     trail = server.call(events(server, None, sop_instance_uid=sop_uid_of(path)))
     assert [event.action for event in trail] == [Action.RECEIVED, Action.FILED]
     received, filing = trail
-    assert received.detail["calling_ae"] == "STORE_SERVER"
+    assert received.detail["calling_ae"] == "STORE_SCU"  # send's calling AE title
     assert received.study_instance_uid == study_uid
     assert filing.detail["message"]["path"] == str(filed.relative_to(server.settings.accounts_dir))
 

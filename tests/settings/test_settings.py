@@ -93,7 +93,7 @@ def test_typo_in_the_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="--config: no such file"):
+    with pytest.raises(SettingsError, match=r"--config .*absent\.toml: no such file"):
         load_settings(tmp_path / "absent.toml")
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings(write_config(tmp_path, "[receiver\n"))

@@ -39,10 +39,22 @@ def reachable(url: str) -> bool:
         return False
 
 
-def require_tool(name: str) -> str:
+# The Debian package each command-line tool the tests run comes in.
+TOOL_PACKAGES = {
+    **dict.fromkeys(("storescu", "storescp", "echoscu", "dcmdump"), "dcmtk"),
+    "dciodvfy": "dicom3tools",
+    "chromium": "chromium",
+    **dict.fromkeys(("pdfinfo", "pdftotext"), "poppler-utils"),
+    "openssl": "openssl",
+}
+
+
+def require_tool(name: str, package: str | None = None) -> str:
+    """The path of the tool ``name``; skip (or fail, in CI) naming the package to install."""
     path = shutil.which(name)
     if path is None:
-        unavailable(f"{name} is not installed (apt-get install dcmtk dicom3tools)")
+        wanted = package or TOOL_PACKAGES.get(name, name)
+        unavailable(f"{name} is not installed (apt-get install {wanted})")
     assert path is not None
     return path
 

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_files
 
+from services.cli.main import main
 from shared.dicom.convert import ConversionError, Window, dcm_to_jpg, dcm_to_thumbnail
+from shared.dicom.files import read_dataset
 from tests.toolkit.conftest import sample_file
 
 # Files that must fail, and the words the reason must contain. Everything else must convert.
@@ -22,11 +24,11 @@ EXPECTED_FAILURES = {
     "emri_small_jpeg_2k_lossless_too_short.dcm": "no pixel data",
     "meta_missing_tsyntax.dcm": "incomplete image description",
     "nested_priv_SQ.dcm": "incomplete image description",
-    "OT-PAL-8-face.dcm": "not a DICOM file",
+    # Without the Part 10 header: read as dcmdump reads them, in little endian only.
     "ExplVR_BigEndNoMeta.dcm": "not a DICOM file",
-    "ExplVR_LitEndNoMeta.dcm": "not a DICOM file",
-    "no_meta.dcm": "not a DICOM file",
-    "rtstruct.dcm": "not a DICOM file",  # stored without the Part 10 header
+    "ExplVR_LitEndNoMeta.dcm": "no pixel data",
+    "no_meta.dcm": "not a DICOM file",  # a stray byte before the first element
+    "rtstruct.dcm": "no pixel data",
 }
 NON_IMAGES = ("DICOMDIR", "IM0000", "SR", "rtplan", "waveform", "reportsi", "priv_SQ", "UN_seq")
 
@@ -58,7 +60,7 @@ def test_every_test_image_converts_or_fails_clearly(source: Path, tmp_path: Path
         assert not target.exists()
         return
     assert source.name not in EXPECTED_FAILURES
-    dataset = pydicom.dcmread(source, stop_before_pixels=True)
+    dataset = read_dataset(source)  # as the conversion read it, preamble or not
     picture = np.asarray(Image.open(written[0]))
     assert written == [target]
     assert picture.shape[:2] == (dataset.Rows, dataset.Columns)
@@ -156,3 +158,63 @@ def test_hostile_files_fail_clearly(tmp_path: Path) -> None:
         dcm_to_jpg(hostile, tmp_path / "c.jpg")
     with pytest.raises(ConversionError, match="no such file"):
         dcm_to_jpg(tmp_path / "absent.dcm", tmp_path / "d.jpg")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("MR_small.dcm", "I;16"),  # 16 bits stored
+        ("emri_small.dcm", "I;16"),  # 12 bits stored
+        ("JPGLosslessP14SV1_1s_1f_8b.dcm", "L"),
+        ("SC_rgb.dcm", "RGB"),
+    ],
+)
+def test_a_png_is_written_for_a_png_name_with_the_images_depth(
+    name: str, mode: str, tmp_path: Path
+) -> None:
+    source = sample_file(name)
+    [png] = dcm_to_jpg(source, tmp_path / "picture.png")
+    [jpeg] = dcm_to_jpg(source, tmp_path / "picture.jpg", quality=95)
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    assert jpeg.read_bytes().startswith(JPEG_SIGNATURE)
+    picture = Image.open(png)
+    assert picture.mode == mode
+    values = np.asarray(picture, dtype=float) / (257 if mode == "I;16" else 1)
+    # The same picture, give or take what JPEG compression does to sharp edges.
+    assert np.abs(values - np.asarray(Image.open(jpeg), dtype=float)).mean() < 4
+    if mode == "I;16":
+        assert len(np.unique(np.asarray(picture))) > 256, "more shades than 8 bits can hold"
+
+
+def test_every_frame_follows_the_extension(tmp_path: Path) -> None:
+    written = dcm_to_jpg(sample_file("emri_small.dcm"), tmp_path / "all.png", frame="all")
+    assert [p.name for p in written] == [f"all-{n:03d}.png" for n in range(1, 11)]
+    assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in written)
+    assert {Image.open(p).mode for p in written} == {"I;16"}
+    [jpeg] = dcm_to_jpg(sample_file("emri_small.dcm"), tmp_path / "middle.JPEG")
+    assert jpeg.read_bytes().startswith(JPEG_SIGNATURE)
+    [thumbnail] = [dcm_to_thumbnail(sample_file("MR_small.dcm"), tmp_path / "tn.png")]
+    assert thumbnail.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_other_extensions_are_refused_naming_those_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "picture.gif"
+    with pytest.raises(
+        ConversionError, match=r"picture\.gif: the name must end in .jpg, .jpeg or .png"
+    ):
+        dcm_to_jpg(sample_file("CT_small.dcm"), target)
+    for kind in ("jpg", "thumbnail"):
+        with pytest.raises(SystemExit) as exited:
+            main(["convert", kind, str(sample_file("CT_small.dcm")), str(target)])
+        assert exited.value.code == 2
+        assert capsys.readouterr().err == (
+            f"store-server convert {kind}: argument DST: {str(target)!r}: the name must end "
+            f"in .jpg, .jpeg or .png (see store-server convert {kind} --help)\n"
+        )
+    assert not target.exists()

@@ -50,7 +50,7 @@ def test_echo_reports_status_and_round_trip(start_storescp: Callable[..., StoreS
 
 
 def test_echo_without_a_peer_is_a_clear_error() -> None:
-    with pytest.raises(NetError, match=r"ANY-SCP@127.0.0.1:\d+: no association"):
+    with pytest.raises(NetError, match=r"STORE_SERVER@127.0.0.1:\d+: cannot connect: connection "):
         echo("127.0.0.1", unused_port(), timeout=5)
 
 

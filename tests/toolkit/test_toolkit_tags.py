@@ -10,15 +10,8 @@ import pytest
 from pydicom.data import get_charset_files
 
 from services.cli.main import main
-from shared.dicom.tags import (
-    TagChange,
-    TagError,
-    get_tag,
-    get_tag_by_keyword,
-    load_tags,
-    parse_tag,
-    write_tags,
-)
+from shared.dicom.tag_edits import TagChange, write_tags
+from shared.dicom.tags import TagError, get_tag, get_tag_by_keyword, load_tags, parse_tag
 from tests.toolkit.conftest import sample_file
 
 
@@ -26,13 +19,13 @@ def charset_file(name: str) -> Path:
     return Path(next(p for p in get_charset_files() if p.endswith(name)))
 
 
-def test_load_tags_lists_header_without_bulk_data() -> None:
+def test_load_tags_lists_header_and_bulk_data_as_its_length() -> None:
     elements = load_tags(sample_file("CT_small.dcm"))
     by_keyword = {e.keyword: e for e in elements}
     assert by_keyword["PatientName"].value == "CompressedSamples^CT1"
     assert by_keyword["PatientName"].vr == "PN" and by_keyword["PatientName"].tag == "(0010,0010)"
     assert by_keyword["TransferSyntaxUID"].value == "1.2.840.10008.1.2.1"
-    assert "PixelData" not in by_keyword
+    assert by_keyword["PixelData"].value == "<32768 bytes>"
     assert all(len(e.value) < 2000 for e in elements)
 
 
@@ -47,7 +40,7 @@ def test_sequences_are_expanded_with_their_depth() -> None:
     elements = load_tags(charset_file("chrSQEncoding.dcm"))
     sequence = next(e for e in elements if e.keyword == "RequestedProcedureCodeSequence")
     assert sequence.value == "<1 item>" and sequence.depth == 0
-    nested = [e for e in elements if e.depth == 1 and e.keyword == "PatientName"]
+    nested = [e for e in elements if e.depth == 2 and e.keyword == "PatientName"]
     assert nested[0].value == "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"
 
 
@@ -143,6 +136,9 @@ def test_tags_command_prints_text_json_and_edits(
         "vr": "LO",
         "value": "1CT1",
         "depth": 0,
+        "kind": "element",
+        "length": None,
+        "fragments": None,
     } in listed
     out = tmp_path / "edited.dcm"
     assert (
@@ -167,3 +163,36 @@ def test_tags_command_prints_text_json_and_edits(
         error.strip()
         == "store-server tags: (0008,1080) AdmittingDiagnosesDescription is not in the file"
     )
+
+
+def test_editing_in_place_keeps_the_original_as_a_backup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original = sample_file("CT_small.dcm").read_bytes()
+    target = tmp_path / "ct.dcm"
+    target.write_bytes(original)
+
+    assert main(["tags", str(target), "--set", "PatientID=NEW-ID"]) == 0
+
+    backup = tmp_path / "ct.dcm.bak"
+    assert capsys.readouterr().out == (f"wrote {target} (1 change); the original is in {backup}\n")
+    assert backup.read_bytes() == original
+    assert pydicom.dcmread(target).PatientID == "NEW-ID"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.dcm", "ct.dcm.bak"]
+
+
+def test_no_backup_when_told_or_when_writing_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "ct.dcm"
+    target.write_bytes(sample_file("CT_small.dcm").read_bytes())
+    assert main(["tags", str(target), "--remove", "StudyID", "--no-backup"]) == 0
+    assert capsys.readouterr().out == f"wrote {target} (1 change)\n"
+    out = tmp_path / "out.dcm"
+    assert main(["tags", str(target), "--set", "PatientID=X", "-o", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "written": str(out),
+        "changes": 1,
+        "backup": None,
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ct.dcm", "out.dcm"]
