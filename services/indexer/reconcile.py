@@ -1,7 +1,8 @@
 """Catch up at start-up: index what the audit trail says was filed but the index lacks.
 
 The router writes a ``filed`` (or ``replaced``) audit event with the whole ``instance.filed``
-message in its detail, in the same transaction as the filing. So every filed instance whose
+message in its detail, in the same transaction as the filing; a re-file writes a ``refiled``
+one with the instance's new place. So every filed instance whose
 row is missing, or holds an older path than its latest filing, can be indexed from the trail
 alone. On the in-process bus, queued messages die with the process: this is what makes the
 embedded index whole again after a crash. It also picks up anything that was dead-lettered
@@ -113,7 +114,9 @@ async def _page(engine: AsyncEngine, after: int, page: int) -> list[Row]:
             )
         )
         .where(
-            audit_events.c.event.in_([Action.FILED.value, Action.REPLACED.value]),
+            audit_events.c.event.in_(
+                [Action.FILED.value, Action.REPLACED.value, Action.REFILED.value]
+            ),
             audit_events.c.id > after,
         )
         .order_by(audit_events.c.id)

@@ -75,15 +75,9 @@ async def claim_study(
     new binding takes the spelling such a folder already has (:func:`account_spelling`).
     """
     for attempt in range(MAX_RACES):
-        row = (
-            await connection.execute(
-                sa.select(study_bindings.c.account, study_bindings.c.study_folder).where(
-                    study_bindings.c.study_instance_uid == study_uid
-                )
-            )
-        ).first()
-        if row is not None:
-            return StudyBinding(row.account, row.study_folder, created=False)
+        bound = await study_binding(connection, study_uid)
+        if bound is not None:
+            return bound
         if respell and attempt == 0:
             account = await account_spelling(connection, account)
         name = await _free_name(connection, study_bindings, "account", account, folder)
@@ -98,6 +92,53 @@ async def claim_study(
         ):
             return StudyBinding(account, name, created=True)
     raise RuntimeError(f"no free study folder name for {folder!r} in {account!r}")
+
+
+async def study_binding(connection: AsyncConnection, study_uid: str) -> StudyBinding | None:
+    row = (
+        await connection.execute(
+            sa.select(study_bindings.c.account, study_bindings.c.study_folder).where(
+                study_bindings.c.study_instance_uid == study_uid
+            )
+        )
+    ).first()
+    return StudyBinding(row.account, row.study_folder, created=False) if row else None
+
+
+async def rebind_study(
+    connection: AsyncConnection,
+    study_uid: str,
+    current: StudyBinding,
+    account: str,
+    *,
+    respell: bool,
+) -> StudyBinding:
+    """Bind a filed study to ``account`` instead, under its folder's name (suffixed when that
+    account has a folder so named); with ``respell``, as :func:`claim_study`. Raises
+    ``LookupError`` when the binding is no longer ``current`` (another re-file won)."""
+    if respell:
+        account = await account_spelling(connection, account)
+    for _ in range(MAX_RACES):
+        name = await _free_name(
+            connection, study_bindings, "account", account, current.study_folder
+        )
+        try:
+            async with connection.begin_nested():  # a lost race undoes this statement only
+                result = await connection.execute(
+                    study_bindings.update()
+                    .where(
+                        study_bindings.c.study_instance_uid == study_uid,
+                        study_bindings.c.account == current.account,
+                        study_bindings.c.study_folder == current.study_folder,
+                    )
+                    .values(account=account, study_folder=name, folder_key=folder_key(name))
+                )
+        except sa.exc.IntegrityError:
+            continue  # a router bound another study to that name a moment ago
+        if not result.rowcount:
+            raise LookupError(f"the binding of study {study_uid} changed meanwhile")
+        return StudyBinding(account, name, created=True)
+    raise RuntimeError(f"no free study folder name for {current.study_folder!r} in {account!r}")
 
 
 async def claim_series(
@@ -209,6 +250,17 @@ async def move_placement(connection: AsyncConnection, sop_uid: str, spool_name: 
         placements.update()
         .where(placements.c.sop_instance_uid == sop_uid)
         .values(spool_name=spool_name, filed_at=datetime.now(UTC))
+    )
+
+
+async def move_placement_path(
+    connection: AsyncConnection, study_uid: str, old: str, new: str
+) -> None:
+    """Record that a file filed at ``old`` now lies at ``new`` (its study was re-filed)."""
+    await connection.execute(
+        placements.update()
+        .where(placements.c.study_instance_uid == study_uid, placements.c.path == old)
+        .values(path=new)
     )
 
 

@@ -49,3 +49,9 @@ def home_of(account: str, known: dict[str, Account], accounts_root: Path) -> Hom
         return Home(found.home_under(accounts_root), found.owner_uid, found.owner_gid)
     # Guest/<name>, Unknown, or an account removed after its studies were bound to it.
     return Home(accounts_root / account)
+
+
+def indexed_path(accounts_root: Path, target: Path) -> str:
+    """A filed file's path as messages and the index give it: relative to the (resolved)
+    accounts root, or absolute for an account whose home lies elsewhere."""
+    return str(target.relative_to(accounts_root) if accounts_root in target.parents else target)

@@ -44,3 +44,30 @@ def place(spooled: Path, target: Path, home: Home, directory_mode: int, file_mod
     spooled.chmod(file_mode)
     _own(spooled, home)
     atomic_move(spooled, target)
+
+
+def kept_home(home: Home, is_account: bool) -> Path:
+    """What emptying a study's folder must leave: an account's home stays as it was made, an
+    emptied ``Guest/<name>`` folder goes too."""
+    return home.path if is_account else home.path.parent
+
+
+def remove_empty(folder: Path, *, keep: Path) -> None:
+    """Remove ``folder``'s empty folders, ``folder`` itself if it ends empty, then its empty
+    parents below ``keep``."""
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        _rmdir_if_empty(path)
+    current = folder
+    while current != keep and current.is_relative_to(keep):
+        if not _rmdir_if_empty(current):
+            return
+        current = current.parent
+
+
+def _rmdir_if_empty(path: Path) -> bool:
+    try:
+        os.rmdir(path)
+    except OSError:  # not empty (something arrived meanwhile), or gone already
+        return not path.exists()
+    fsync_directory(path.parent)
+    return True

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.router import claims
 from services.router.accounts import Account, Directory, list_accounts
-from services.router.destination import Home, choose_account, home_of
-from services.router.disk import place
+from services.router.destination import Home, choose_account, home_of, indexed_path
+from services.router.disk import kept_home, place, remove_empty
 from services.router.header import Header, Unroutable, read_header
 from services.router.naming import inside, series_folder, study_folder
 from shared.bus import Bus, Delivery, PublishError, Retry
@@ -90,6 +90,7 @@ class Filing:
             )
         except OSError as error:
             raise Retry(f"cannot write {target}: {error.strerror or error}") from error
+        decision, target = await self._follow_refile(header.study_uid, decision, target)
         await self._publish(message, header, decision, target)
         log.info(
             "instance.filed" if decision.action is not Action.REPLACED else "instance.replaced",
@@ -98,6 +99,31 @@ class Filing:
             account=decision.account,
             path=str(target),
         )
+
+    async def _follow_refile(
+        self, study_uid: str, decision: Decision, target: Path
+    ) -> tuple[Decision, Path]:
+        """Where the file belongs now: a re-file may have bound its study elsewhere between
+        the claim and the move, and then the file follows it (see :mod:`refile`)."""
+        async with self._engine.connect() as connection:
+            bound = await claims.study_binding(connection, study_uid)
+        folder, _, rest = str(decision.relative).partition("/")
+        if bound is None or (bound.account, bound.study_folder) == (decision.account, folder):
+            return decision, target
+        _, known = await self._accounts_now()
+        home = home_of(bound.account, known, self._settings.accounts_dir)
+        relative = Path(bound.study_folder) / rest
+        moved = inside(home.path, relative)
+        router = self._settings.router
+        await asyncio.to_thread(place, target, moved, home, router.directory_mode, router.file_mode)
+        keep = kept_home(decision.home, decision.account in known)
+        await asyncio.to_thread(remove_empty, target.parent, keep=keep)
+        async with self._engine.begin() as connection:
+            await claims.move_placement_path(
+                connection, study_uid, str(decision.relative), str(relative)
+            )
+        log.info("instance.followed_refile", study_instance_uid=study_uid, account=bound.account)
+        return Decision(bound.account, home, relative, decision.action), moved
 
     async def _claim(self, message: InstanceReceived, header: Header) -> Decision:
         async with self._engine.begin() as connection:
@@ -195,9 +221,7 @@ class Filing:
     def _filed_message(
         self, message: InstanceReceived, header: Header, decision: Decision, target: Path
     ) -> InstanceFiled:
-        root = self._settings.accounts_dir.resolve()
-        # Relative to the accounts root; absolute for an account whose home lies elsewhere.
-        path = target.relative_to(root) if root in target.parents else target
+        path = indexed_path(self._settings.accounts_dir.resolve(), target)
         return InstanceFiled(
             sop_instance_uid=header.sop_instance_uid,
             sop_class_uid=header.sop_class_uid or message.sop_class_uid,
@@ -205,7 +229,7 @@ class Filing:
             series_instance_uid=header.series_uid,
             transfer_syntax_uid=header.transfer_syntax_uid or message.transfer_syntax_uid,
             account=decision.account,
-            path=str(path),
+            path=path,
             size=target.stat().st_size if target.exists() else message.size,
             replaced=decision.action is Action.REPLACED,
             received_at=message.received_at,

@@ -20,6 +20,7 @@ class Action(enum.StrEnum):
     REFUSED = "refused"
     FILED = "filed"
     REPLACED = "replaced"
+    REFILED = "refiled"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     INDEXED = "indexed"

@@ -230,3 +230,17 @@ mpps_steps = sa.Table(
     sa.Column("updated_at", Moment, nullable=False),
     sa.Column("announced_at", Moment, nullable=True),
 )
+
+# A study being re-filed into another account (migration 0006): written before the first file
+# moves and removed once the claims and the index say where it went, so that a re-file that
+# was killed on its way is finished by running it again.
+study_moves = sa.Table(
+    "study_moves",
+    metadata,
+    sa.Column("study_instance_uid", sa.String(64), primary_key=True),
+    sa.Column("from_account", sa.String(128), nullable=False),
+    sa.Column("from_folder", sa.Text, nullable=False),
+    sa.Column("to_account", sa.String(128), nullable=False),
+    sa.Column("to_folder", sa.Text, nullable=False),
+    sa.Column("started_at", Moment, nullable=False),
+)
