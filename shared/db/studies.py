@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import instances, patients, series, studies
+from shared.folding import fold
 
 SERIES_FIELDS = (
     "series_instance_uid",
@@ -106,7 +107,8 @@ async def list_studies(
     since: datetime | None = None,
     limit: int = 100,
 ) -> list[StudySummary]:
-    """Studies, most recently received first; ``patient`` matches name or ID, any case;
+    """Studies, most recently received first; ``patient`` matches name or ID, whatever the
+    case, accents and punctuation;
     ``since`` keeps the studies that received an instance at or after it."""
     query = (
         sa.select(*_SUMMARY)
@@ -118,14 +120,10 @@ async def list_studies(
         query = query.where(studies.c.account == account)
     if since is not None:
         query = query.where(studies.c.last_received_at >= since)
-    if patient:
-        needle = patient.lower()
-        query = query.where(
-            sa.or_(
-                sa.func.lower(patients.c.name).contains(needle, autoescape=True),
-                sa.func.lower(patients.c.patient_id).contains(needle, autoescape=True),
-            )
-        )
+    if patient and (needle := fold(patient)):
+        # Name and ID folded at indexing time as physician names are (shared.folding), so
+        # that "muller" finds Müller in SQLite, whose lower() knows only ASCII, as well.
+        query = query.where(patients.c.search_text.contains(needle, autoescape=True))
     rows = await connection.execute(query)
     return [StudySummary(**row) for row in rows.mappings()]
 

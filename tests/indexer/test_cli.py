@@ -70,3 +70,32 @@ async def test_studies_and_study_show_what_was_indexed(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no study 1.2.3.4" in missing.stderr
     bad = store_server("studies", "--since", "last week", *data_dir)
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+async def test_patients_are_found_whatever_the_case_and_accents(tmp_path: Path) -> None:
+    """`studies --patient` folds case and accents as physician matching does."""
+    settings = indexer_settings(tmp_path, "memory://", unique_exchange(), None)
+    studies = [
+        ds
+        for patient in ("Müller^Jörg", "Mueller^Anna", "Ångström^Åsa", "山田^太郎")
+        for ds in mr_study(1, 1, patient=patient)
+    ]
+    for ds in studies:
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    filed = [file_instance(settings.accounts_dir, ds, folder=str(ds.PatientID)) for ds in studies]
+    async with indexer(settings) as running:
+        await publish(running, filed)
+        await wait_for_instances(running.index, len(filed))
+
+    def found(text: str) -> list[str]:
+        listed = store_server("studies", "--patient", text, "--json", "--data-dir", str(tmp_path))
+        assert listed.returncode == 0, listed.stderr
+        return sorted(row["patient_name"] for row in json.loads(listed.stdout))
+
+    assert found("muller") == ["Müller^Jörg"]
+    assert found("MÜLLER") == ["Müller^Jörg"]
+    assert found("jorg") == ["Müller^Jörg"]
+    assert found("angstrom asa") == ["Ångström^Åsa"]
+    assert found("山田") == ["山田^太郎"]
+    assert found("PID-Mueller") == ["Mueller^Anna"]
+    assert found("100%_") == []
