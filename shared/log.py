@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -77,11 +78,46 @@ def configure_logging(
         to_file.setFormatter(json_formatter)
         root.addHandler(to_file)
     root.setLevel(_LEVELS[level])
+    _library_noise_as_debug()
     # pynetdicom logs every PDU at INFO; its own lines are kept for warnings and errors.
     logging.getLogger("pynetdicom").setLevel(max(_LEVELS[level], logging.WARNING))
     logging.getLogger("aio_pika").setLevel(max(_LEVELS[level], logging.WARNING))
     logging.getLogger("aiormq").setLevel(max(_LEVELS[level], logging.WARNING))
     logging.getLogger("alembic").setLevel(max(_LEVELS[level], logging.WARNING))
+
+
+# What the libraries say about the data they read (pydicom's "Invalid value for VR DA",
+# "Error while processing tag 00200032") or about a peer that is not DICOM at all: a
+# modality's habits, not our failures. They are logged at debug level, each line with the
+# instance or peer it concerns, bound by the caller (structlog's contextvars).
+_NOISY_LOGGERS = ("pydicom", "pynetdicom.dul")
+_NOISE_BELOW = {"pydicom": logging.ERROR, "pynetdicom.dul": logging.CRITICAL}
+
+
+def _library_noise_as_debug() -> None:
+    logging.captureWarnings(True)
+    # pydicom says each of these twice, as a warning and as a log line: the line is kept.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+    for name in _NOISY_LOGGERS:
+        library = logging.getLogger(name)
+        for old in [f for f in library.filters if isinstance(f, _AsDebug)]:
+            library.removeFilter(old)
+        library.addFilter(_AsDebug(_NOISE_BELOW[name]))
+
+
+class _AsDebug(logging.Filter):
+    """Lower a library's records below ``ceiling`` to debug, and drop them unless debug
+    logging is on (the level was checked, at the record's own level, before this filter)."""
+
+    def __init__(self, ceiling: int) -> None:
+        super().__init__()
+        self._ceiling = ceiling
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self._ceiling:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.contextvars import bound_contextvars
 
 from services.indexer.header import HeaderError, IndexedInstance, read_instance
 from services.indexer.store import BatchOutcome, index_batch, utc
@@ -90,7 +91,10 @@ class Indexing:
                 reading.unreadable.append((message, f"path leaves the accounts root: {path}"))
                 continue
             try:
-                reading.indexed.append(read_instance(path, message))
+                with bound_contextvars(
+                    sop_instance_uid=message.sop_instance_uid, path=message.path
+                ):
+                    reading.indexed.append(read_instance(path, message))
             except FileNotFoundError:
                 log.warning(
                     "index.file_missing", sop_instance_uid=message.sop_instance_uid, path=str(path)

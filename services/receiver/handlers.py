@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from structlog.contextvars import bound_contextvars
 
 from services.receiver.intake import OUT_OF_RESOURCES, SUCCESS, Arrival, Intake, Outcome
 from services.receiver.policy import check_association
@@ -138,7 +139,10 @@ def on_store(event: Any, intake: Intake, ledger: AssociationLedger) -> int | Dat
         peer_port=peer["peer_port"],
     )
     try:
-        outcome = intake.receive(received, arrival)
+        with bound_contextvars(
+            sop_instance_uid=arrival.sop_instance_uid, calling_ae=arrival.calling_ae
+        ):
+            outcome = intake.receive(received, arrival)
     # A bug must not turn into a failure status the modality gives up on: answer "out of
     # resources" so it retries, and leave the traceback for the administrator.
     except Exception:

@@ -12,8 +12,10 @@ temporary directory, which the receiver points at the spool, where paths can be 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -52,6 +54,13 @@ def picture_of(path: str, size: int, max_pixels: int) -> tuple[bytes | None, str
         return target.read_bytes(), ""
 
 
+def _quiet_worker() -> None:
+    """A worker has no log of its own: what a decoder says of an image reaches the sheet as
+    the placeholder's note, and nothing goes to the service's stderr."""
+    logging.getLogger().setLevel(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+
+
 class ThumbnailPool:
     """A bounded process pool making thumbnails with a time limit per image."""
 
@@ -67,7 +76,9 @@ class ThumbnailPool:
     def _current(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("spawn")
+                self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_quiet_worker,
             )
         return self._pool
 

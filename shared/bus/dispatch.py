@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from structlog.contextvars import bound_contextvars
+
 from shared.bus.base import Delivery, Handler, Reject, Retry
 from shared.log import get_logger
 from shared.messages import MessageError, decode
@@ -64,11 +66,16 @@ async def judge(handler: Handler, delivery: Delivery, *, role: str, max_attempts
         "routing_key": delivery.routing_key,
         "attempt": delivery.attempt,
     }
-    sop_instance_uid = getattr(delivery.message, "sop_instance_uid", None)
-    if sop_instance_uid is not None:
-        context["sop_instance_uid"] = sop_instance_uid
+    named = {
+        key: getattr(delivery.message, key)
+        for key in ("sop_instance_uid", "study_instance_uid")
+        if getattr(delivery.message, key, None)
+    }
+    context.update(named)
     try:
-        await handler(delivery)
+        # Every line logged while handling it, a library's included, names what it concerns.
+        with bound_contextvars(**named):
+            await handler(delivery)
     except Reject as error:
         log.error("message.rejected", reason=str(error), **context)
         return Verdict(Action.DEAD_LETTER, f"rejected: {error}")

@@ -59,7 +59,7 @@ class ServerUnderTest:
         self.running: Running | None = None
 
     def __enter__(self) -> ServerUnderTest:
-        configure_logging(self.settings.log_file, "info")
+        configure_logging(self.settings.log_file, self.settings.log.level)
         self._thread.start()
         self.running = self.call(start(self.settings, self._roles, index=self._index))
         return self

@@ -1,0 +1,79 @@
+"""The log as an administrator reads it: what a library says about a modality's data is
+debug detail naming the instance, and a port probe is not a warning."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from pydicom.uid import generate_uid
+
+from services.app import EMBEDDED
+from tests.router.conftest import make_instance, wait_for_filed
+from tests.support import dcmtk
+from tests.support.process import wait_until
+from tests.support.server import ServerUnderTest, server_settings
+from tests.support.services import free_tcp_port
+
+# Values pydicom finds odd: a date that is not one, a number that is not one.
+ODD: dict[int | None, tuple[str, bytes]] = {
+    0x00080020: ("DA", b"2026-13-45"),
+    0x00200013: ("IS", b"1.5e3x"),
+}
+
+
+def lines(server: ServerUnderTest) -> list[dict[str, Any]]:
+    text = server.settings.log_file.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def odd_instance(folder: Path) -> Path:
+    """Made before the server logs anything: only what the server says is read back."""
+    return make_instance(folder, study_uid=str(generate_uid()), raw=ODD)
+
+
+def send_odd_instance(server: ServerUnderTest, path: Path) -> str:
+    assert dcmtk.storescu(server.port, [path]).store_statuses == ["Success"]
+    wait_for_filed(server, 1)
+    wait_until(lambda: server.log_events("index.batch_written"), message="indexed")
+    return path.stem  # make_instance names the file after its SOP Instance UID
+
+
+def test_library_remarks_on_odd_values_are_not_warnings(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path / "data", free_tcp_port())
+    path = odd_instance(tmp_path)
+    with ServerUnderTest(settings, roles=EMBEDDED) as server:
+        send_odd_instance(server, path)
+    noisy = [line for line in lines(server) if line["logger"].startswith("pydicom")]
+    assert noisy == []
+    assert [line for line in lines(server) if line["level"] in ("warning", "error")] == []
+
+
+def test_at_debug_level_each_library_remark_names_its_instance(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path / "data", free_tcp_port(), log={"level": "debug"})
+    path = odd_instance(tmp_path)
+    with ServerUnderTest(settings, roles=EMBEDDED) as server:
+        sop_instance_uid = send_odd_instance(server, path)
+    remarks = [line for line in lines(server) if line["logger"].startswith("pydicom")]
+    assert remarks, "pydicom said nothing of the odd values"
+    assert all(line["level"] == "debug" for line in remarks)
+    assert all(line.get("sop_instance_uid") == sop_instance_uid for line in remarks), remarks
+
+
+def test_a_port_probe_and_a_stranger_speaking_http_are_not_warnings(tmp_path: Path) -> None:
+    settings = server_settings(
+        tmp_path / "data", free_tcp_port(), receiver={"acse_timeout": 1, "network_timeout": 2}
+    )
+    with ServerUnderTest(settings, roles=EMBEDDED) as server:
+        socket.create_connection(("127.0.0.1", server.port)).close()
+        with socket.create_connection(("127.0.0.1", server.port)) as idle:
+            time.sleep(2.5)  # past the ACSE timeout
+        with socket.create_connection(("127.0.0.1", server.port)) as stranger:
+            stranger.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")
+            time.sleep(0.5)
+        assert dcmtk.echoscu(server.port).returncode == 0  # and the port still answers
+    assert idle.fileno() == -1
+    assert [line for line in lines(server) if line["level"] in ("warning", "error")] == []
