@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from pydicom.uid import generate_uid
@@ -14,19 +12,10 @@ from pydicom.uid import generate_uid
 from services.app import EMBEDDED
 from tests.router.conftest import make_instance
 from tests.support import dcmtk
+from tests.support.cli import store_server
 from tests.support.process import ServerProcess, wait_until
 from tests.support.server import ServerUnderTest, server_settings
 from tests.support.services import free_tcp_port
-
-
-def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("store-server")), *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def run_flags(data_dir: Path, port: int) -> list[str]:
