@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.uid import UID
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 # The AE titles of the store server (receiver.ae_title's default) and of its SCU side, so that
 # ``store-server echo HOST PORT`` reaches a store server with its defaults.
@@ -91,7 +92,18 @@ def associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Associ
             ae.add_requested_context(abstract_syntax, list(transfer_syntaxes))
         else:
             ae.add_requested_context(abstract_syntax)
-    options: dict[str, Any] = {"ae_title": peer.called_aet}
+    # A peer that closes its connection right after its A-ASSOCIATE-RJ can have pynetdicom
+    # report an abort instead: the rejection is kept as it arrives.
+    rejections: list[A_ASSOCIATE_RJ] = []
+
+    def on_pdu(event: Any) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu)
+
+    options: dict[str, Any] = {
+        "ae_title": peer.called_aet,
+        "evt_handlers": [(evt.EVT_PDU_RECV, on_pdu)],
+    }
     if peer.tls is not None:
         options["tls_args"] = (peer.tls, peer.host)
     failures = _FailureLog()
@@ -105,9 +117,9 @@ def associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Associ
         pynetdicom_log.removeHandler(failures)
     if association.is_established:
         return association
-    if association.is_rejected:
+    if association.is_rejected or rejections:
         raise AssociationRejected(
-            f"{peer} rejected the association: {_rejection(association, peer)}"
+            f"{peer} rejected the association: {_rejection(association, rejections, peer)}"
         )
     threads = {association.ident, association.dul.ident}
     raise NetError(f"{peer}: {_why_not(failures.messages(threads), peer.timeout)}")
@@ -117,12 +129,17 @@ def _unknown_host(peer: Peer, error: socket.gaierror) -> str:
     return f"{peer}: unknown host {peer.host!r} ({error.strerror})"
 
 
-def _rejection(association: Association, peer: Peer) -> str:
-    # pynetdicom keeps the A-ASSOCIATE-RJ it received as the acceptor's primitive.
+def _rejection(association: Association, received: list[A_ASSOCIATE_RJ], peer: Peer) -> str:
+    # pynetdicom keeps the A-ASSOCIATE-RJ it received as the acceptor's primitive, unless it
+    # took the peer's closed connection for an abort first; then the PDU kept on arrival.
     answer = association.acceptor.primitive
-    if answer is None:
+    if received:
+        pdu = received[0]
+        result, source, diagnostic = pdu.result, pdu.source, pdu.reason_diagnostic
+    elif answer is not None:
+        result, source, diagnostic = answer.result, answer.result_source, answer.diagnostic
+    else:
         return "no reason given"
-    result, source, diagnostic = answer.result, answer.result_source, answer.diagnostic
     if result is None or source is None or diagnostic is None:
         return "no reason given"
     return rejection_reason(
