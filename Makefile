@@ -31,6 +31,7 @@ test: install-dev lint typecheck
 lint: install-dev
 	$(BIN)/ruff check services shared tests bench
 	$(BIN)/ruff format --check services shared tests bench
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	$(BIN)/mypy

@@ -30,11 +30,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from services.app import start
+from services.settings import Settings, load_settings
 from shared.db.engine import open_index
 from shared.db.schema import instances
 from shared.log import configure_logging
 from shared.messages import InstanceFiled
-from shared.settings import Settings, load_settings
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MODES = {"single": 1, "batched": 200}

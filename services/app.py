@@ -17,15 +17,15 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.indexer.service import Indexer
-from services.receiver.service import Receiver
-from services.router.service import Router
-from services.scansheet.service import ScanSheets
+from services.indexer import Indexer
+from services.receiver import Receiver
+from services.router import Router
+from services.scansheet import ScanSheets, WrittenSheet, write_sheet_now
+from services.settings import Settings
 from shared.bus import Bus, open_bus
 from shared.db.engine import open_index
 from shared.log import configure_logging, get_logger
 from shared.process import DataDirectoryLock, StartError
-from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -68,25 +68,34 @@ class Running:
 
 
 async def _start_indexer(running: Running) -> Service:
-    indexer = Indexer(running.settings, running.bus, running.index)
+    settings = running.settings
+    indexer = Indexer(settings.indexer, settings.paths, running.bus, running.index)
     await indexer.start()
     return indexer
 
 
 async def _start_receiver(running: Running) -> Service:
-    receiver = Receiver(running.settings, running.bus)
+    receiver = Receiver(running.settings.receiver, running.settings.paths, running.bus)
     await receiver.start()
     return receiver
 
 
 async def _start_router(running: Running) -> Service:
-    router = Router(running.settings, running.index, running.bus)
+    settings = running.settings
+    router = Router(settings.router, settings.paths, running.index, running.bus, settings.accounts)
     await router.start()
     return router
 
 
 async def _start_scansheet(running: Running) -> Service:
-    scansheets = ScanSheets(running.settings, running.bus, running.index)
+    settings = running.settings
+    scansheets = ScanSheets(
+        settings.scansheet,
+        settings.paths,
+        running.bus,
+        running.index,
+        settings.router.file_mode,  # the sheet lies beside the filed images, made alike
+    )
     await scansheets.start()
     return scansheets
 
@@ -177,6 +186,24 @@ async def serve(settings: Settings, roles: Collection[str], *, index: bool = Fal
     log.info("process.stopping")
     await running.stop()
     return 0
+
+
+async def write_sheet(settings: Settings, engine: AsyncEngine, study_uid: str) -> WrittenSheet:
+    """One study's scan sheet, now, as the scan-sheet service writes it (for the commands)."""
+    return await write_sheet_now(
+        settings.scansheet, settings.paths, engine, settings.router.file_mode, study_uid
+    )
+
+
+def storage(settings: Settings) -> int:
+    """Run the store server on ``settings`` until SIGTERM or SIGINT; return the exit code.
+
+    What ``store-server run`` does: the receiver and the services behind it, on the backends
+    the settings name, logging to the data directory and stdout. From a script, call it under
+    ``if __name__ == "__main__":``, as for any program that starts worker processes: scan-sheet
+    thumbnails are made in spawned workers, which import the script's main module.
+    """
+    return asyncio.run(serve(settings, EMBEDDED, index=True))
 
 
 def redact(url: str) -> str:

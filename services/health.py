@@ -16,10 +16,10 @@ import aio_pika
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from services.settings import Settings
 from shared.db.engine import MIGRATIONS, create_engine, current_revision, wait_for_database
 from shared.dicom.net import AssociationRejected, NetError, echo
 from shared.hosts import check_host_name
-from shared.settings import Settings
 
 ROLE_CHECKS = {
     "run": ("receiver", "disk", "database"),

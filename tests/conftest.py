@@ -7,11 +7,13 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from services.app import EMBEDDED
 from tests.support import services
+from tests.support.proxy import BrokerProxy
 from tests.support.server import ServerUnderTest, StartServer, server_settings
 
 
@@ -44,6 +46,15 @@ def postgres_url() -> Iterator[str]:
     url = asyncio.run(services.create_database(services.POSTGRES_URL, name))
     yield url
     asyncio.run(services.drop_database(services.POSTGRES_URL, name))
+
+
+@pytest.fixture
+def database_proxy(postgres_url: str) -> Iterator[tuple[BrokerProxy, str]]:
+    """PostgreSQL behind a proxy a test can cut (a restart) and restore; its URL through it."""
+    parts = urlsplit(postgres_url)
+    with BrokerProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        proxied = postgres_url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{proxy.port}")
+        yield proxy, proxied
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.cli.options import add_settings_flags, settings_from_args, with_index
-from services.router.accounts import (
+from services.router import (
     AccountError,
     add_account,
     add_alias,

@@ -10,9 +10,9 @@ from services.cli.options import (
     index_unusable,
     settings_from_args,
 )
+from services.settings import Settings
 from shared.db.engine import create_engine, current_revision, upgrade, wait_for_database
 from shared.hosts import check_host_name
-from shared.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

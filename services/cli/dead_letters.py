@@ -9,9 +9,9 @@ import json
 import sys
 
 from services.cli.options import add_settings_flags, settings_from_args
+from services.settings import Settings, SettingsError
 from shared.bus import TOPOLOGY, DeadLetter, open_bus
 from shared.hosts import check_host_name
-from shared.settings import Settings, SettingsError
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

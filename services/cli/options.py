@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.settings import Settings, load_settings
 from shared.db.engine import open_index
 from shared.files import file_error_reason
 from shared.hosts import check_host_name
-from shared.settings import AETitle, Settings, load_settings
+from shared.settings import AETitle
 
 T = TypeVar("T")
 _AE_TITLE: TypeAdapter[str] = TypeAdapter(AETitle)

@@ -9,12 +9,11 @@ import sys
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.app import write_sheet
 from services.cli.options import add_settings_flags, settings_from_args, with_index
-from services.router.refile import Refiled, RefileError, Refiling
-from services.scansheet.content import UnknownStudy
-from services.scansheet.service import thumbnail_pool
-from services.scansheet.sheet import SheetError, SheetWriter
-from shared.settings import Settings
+from services.router import Refiled, RefileError, Refiling
+from services.scansheet import SheetError, UnknownStudy
+from services.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 async def _work(settings: Settings, engine: AsyncEngine, args: argparse.Namespace) -> int:
-    refiling = Refiling(settings, engine)
+    refiling = Refiling(settings.router, settings.paths, engine)
     uids = await refiling.guest_studies() if args.all_guests else [args.uid]
     failed = moved = 0
     for uid in uids:
@@ -71,14 +70,11 @@ def _moved(refiled: Refiled) -> str:
 
 async def _rewrite_sheet(settings: Settings, engine: AsyncEngine, uid: str) -> None:
     """The sheet names the account and folder: write it again now, as the service would."""
-    pool = thumbnail_pool(settings)
     try:
-        await SheetWriter(settings, engine, pool).write(uid)
+        await write_sheet(settings, engine, uid)
     except (UnknownStudy, SheetError, OSError) as error:
         # The study monitor writes it at its next look: the re-file marked it due.
         print(f"store-server refile: {uid}: sheet left to the scan-sheet service: {error}")
-    finally:
-        pool.close()
 
 
 def _refile(args: argparse.Namespace) -> int:

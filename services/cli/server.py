@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from services.app import STARTERS, serve
+from services.app import STARTERS, serve, storage
 from services.cli.options import add_settings_flags, settings_from_args
-from shared.dicom.net import storage
 from shared.settings import SettingsError
 
 SERVICE_HELP = {

@@ -10,13 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from services.app import write_sheet
 from services.cli.options import add_settings_flags, settings_from_args, with_index
-from services.scansheet.content import UnknownStudy
-from services.scansheet.service import thumbnail_pool
-from services.scansheet.sheet import SheetError, SheetWriter, WrittenSheet
-from shared.settings import Settings
+from services.scansheet import SheetError, UnknownStudy
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,18 +27,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     sheet.set_defaults(handler=_sheet)
 
 
-async def _write(settings: Settings, engine: AsyncEngine, uid: str) -> WrittenSheet:
-    pool = thumbnail_pool(settings)
-    try:
-        return await SheetWriter(settings, engine, pool).write(uid)
-    finally:
-        pool.close()
-
-
 def _sheet(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
-        written = with_index(settings, lambda engine: _write(settings, engine, args.uid))
+        written = with_index(settings, lambda engine: write_sheet(settings, engine, args.uid))
     except (UnknownStudy, ConnectionError) as error:  # ConnectionError is an OSError too
         print(f"store-server sheet: {error}", file=sys.stderr)
         return 1

@@ -27,13 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.contextvars import bound_contextvars
 
 from services.indexer.header import HeaderError, IndexedInstance, read_instance
+from services.indexer.settings import IndexerSettings
 from services.indexer.store import BatchOutcome, index_batch, utc
 from shared.bus import Delivery, Reject, Retry
-from shared.db.patience import patiently
+from shared.consumers import riding_out_outages
 from shared.db.schema import instances
 from shared.log import get_logger
 from shared.messages import InstanceFiled
-from shared.settings import Settings
+from shared.settings import DataPaths
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -51,18 +52,14 @@ class Reading:
 class Indexing:
     """Reads filed instances and writes them to the index, riding out database outages."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+    def __init__(self, settings: IndexerSettings, paths: DataPaths, engine: AsyncEngine) -> None:
         self._settings = settings
         self._engine = engine
-        self._root = settings.accounts_dir.resolve()
+        self._root = paths.accounts.resolve()
 
-    async def handle(self, deliveries: list[Delivery]) -> None:
+    async def handle(self, deliveries: list[Delivery[InstanceFiled]]) -> None:
         """The bus's batch handler."""
-        messages: list[InstanceFiled] = []
-        for delivery in deliveries:
-            if not isinstance(delivery.message, InstanceFiled):
-                raise Reject(f"the indexer takes instance.filed, not {delivery.routing_key}")
-            messages.append(delivery.message)
+        messages = [delivery.message for delivery in deliveries]
         reading = await asyncio.to_thread(self.read, messages)
         if reading.unreadable:
             message, reason = reading.unreadable[0]
@@ -142,4 +139,4 @@ class Indexing:
 
     async def patiently(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work``, riding out a database outage for ``indexer.database_retry_seconds``."""
-        return await patiently(what, work, self._settings.indexer.database_retry_seconds)
+        return await riding_out_outages(what, work, self._settings.database_retry_seconds)

@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.indexer.consumer import Indexing
 from services.indexer.reconcile import Reconciled, reconcile
+from services.indexer.settings import IndexerSettings
 from shared.bus import Bus, Retry, Subscription
 from shared.log import get_logger
-from shared.settings import Settings
+from shared.messages import InstanceFiled
+from shared.settings import DataPaths
 
 log = get_logger(__name__)
 
@@ -30,18 +32,21 @@ DRAIN_SECONDS = 30.0
 class Indexer:
     """One indexer worker on a bus and an index database."""
 
-    def __init__(self, settings: Settings, bus: Bus, engine: AsyncEngine) -> None:
+    def __init__(
+        self, settings: IndexerSettings, paths: DataPaths, bus: Bus, engine: AsyncEngine
+    ) -> None:
         self._settings = settings
         self._bus = bus
         self._engine = engine
-        self.indexing = Indexing(settings, engine)
+        self.indexing = Indexing(settings, paths, engine)
         self._subscription: Subscription | None = None
         self._catch_up: asyncio.Task[Reconciled | None] | None = None
 
     async def start(self) -> None:
-        options = self._settings.indexer
+        options = self._settings
         self._subscription = await self._bus.consume_batch(
             ROLE,
+            InstanceFiled,
             self.indexing.handle,
             max_batch=options.batch_size,
             max_wait=options.max_wait_ms / 1000,
@@ -61,7 +66,7 @@ class Indexer:
         return await asyncio.shield(self._catch_up)
 
     async def _reconcile(self) -> Reconciled | None:
-        options = self._settings.indexer
+        options = self._settings
         try:
             return await reconcile(
                 self._engine, self.indexing, options.reconcile_page, options.batch_size

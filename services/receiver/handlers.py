@@ -18,8 +18,8 @@ from structlog.contextvars import bound_contextvars
 
 from services.receiver.intake import OUT_OF_RESOURCES, SUCCESS, Arrival, Intake, Outcome
 from services.receiver.policy import check_association
+from services.receiver.settings import ReceiverSettings
 from shared.log import get_logger
-from shared.settings import ReceiverSettings
 
 log = get_logger("services.receiver")
 

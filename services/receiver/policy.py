@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.settings import ReceiverSettings
+from services.receiver.settings import AllowedCaller, ReceiverSettings
 
 # (result, source, diagnostic) of an A-ASSOCIATE-RJ, PS3.8 9.3.4
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
@@ -22,6 +22,11 @@ class Refusal:
     rejection: tuple[int, int, int]
 
 
+def allows(caller: AllowedCaller, ae_title: str, host: str) -> bool:
+    """Whether ``caller`` (an entry of ``receiver.allowed_callers``) admits this peer."""
+    return caller.ae_title == ae_title.strip() and (caller.host is None or caller.host == host)
+
+
 def check_association(
     settings: ReceiverSettings,
     *,
@@ -32,7 +37,7 @@ def check_association(
 ) -> Refusal | None:
     """Why this association must be refused, or ``None`` to accept it."""
     callers = settings.allowed_callers
-    if callers and not any(caller.allows(calling_ae, peer_address) for caller in callers):
+    if callers and not any(allows(caller, calling_ae, peer_address) for caller in callers):
         known = any(caller.ae_title == calling_ae.strip() for caller in callers)
         reason = (
             f"calling AE title {calling_ae.strip()!r} is not allowed from {peer_address}"

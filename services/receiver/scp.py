@@ -27,10 +27,10 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from services.receiver import handlers, mpps
 from services.receiver.intake import Intake, Publish
+from services.receiver.settings import ReceiverSettings
 from services.receiver.spool import Spool
 from shared.log import get_logger
 from shared.process import StartError
-from shared.settings import ReceiverSettings
 
 log = get_logger(__name__)
 

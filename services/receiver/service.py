@@ -16,12 +16,13 @@ from pydicom.filereader import read_file_meta_info
 
 from services.receiver.intake import Intake
 from services.receiver.scp import Listener
+from services.receiver.settings import ReceiverSettings
 from services.receiver.spool import Spool
 from shared.bus import Bus, PublishError
 from shared.log import get_logger
 from shared.messages import InstanceReceived, Message, MessageError, decode
 from shared.quarantine import quarantine
-from shared.settings import Settings
+from shared.settings import DataPaths
 
 log = get_logger(__name__)
 
@@ -29,10 +30,11 @@ log = get_logger(__name__)
 class Receiver:
     """One DICOM listener feeding the bus."""
 
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+    def __init__(self, settings: ReceiverSettings, paths: DataPaths, bus: Bus) -> None:
         self._settings = settings
         self._bus = bus
-        self._spool = Spool(settings.spool_dir)
+        self._paths = paths
+        self._spool = Spool(paths.spool)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
 
@@ -49,17 +51,15 @@ class Receiver:
         intake = Intake(
             self._spool,
             self._publish_from_thread,
-            self._settings.quarantine_dir,
-            self._settings.receiver.min_free_disk_mb * 2**20,
+            self._paths.quarantine,
+            self._settings.min_free_disk_mb * 2**20,
         )
-        self._listener = Listener(
-            self._settings.receiver, self._spool, intake, self._publish_from_thread
-        )
+        self._listener = Listener(self._settings, self._spool, intake, self._publish_from_thread)
         await asyncio.to_thread(self._listener.start)
 
     async def stop(self) -> None:
         if self._listener is not None:
-            await asyncio.to_thread(self._listener.stop, self._settings.receiver.shutdown_grace)
+            await asyncio.to_thread(self._listener.stop, self._settings.shutdown_grace)
             self._listener = None
 
     async def republish(self) -> int:
@@ -96,7 +96,7 @@ class Receiver:
                 size=path.stat().st_size,
                 received_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
                 calling_ae="",
-                called_ae=self._settings.receiver.ae_title,
+                called_ae=self._settings.ae_title,
                 peer_address="",
                 peer_port=0,
             )
@@ -105,7 +105,7 @@ class Receiver:
         except Exception as error:
             quarantine(
                 path,
-                self._settings.quarantine_dir,
+                self._paths.quarantine,
                 f"spooled file unreadable at start-up: {type(error).__name__}: {error}",
             )
             return None
@@ -115,10 +115,9 @@ class Receiver:
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(self._bus.publish(message), self._loop)
         try:
-            future.result(timeout=self._settings.receiver.publish_timeout)
+            future.result(timeout=self._settings.publish_timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise PublishError(
-                f"no confirm within receiver.publish_timeout "
-                f"({self._settings.receiver.publish_timeout}s)"
+                f"no confirm within receiver.publish_timeout ({self._settings.publish_timeout}s)"
             ) from None

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.router.naming import folder_key, safe_component
 from services.router.physicians import match_keys
+from services.router.settings import AccountSeed
 from shared.db.schema import accounts, physician_names
-from shared.settings import AccountSeed
 
 GUEST = "Guest"
 UNKNOWN = "Unknown"

@@ -21,12 +21,13 @@ from services.router.destination import Home, choose_account, home_of, indexed_p
 from services.router.disk import kept_home, place, remove_empty
 from services.router.header import Header, Unroutable, read_header
 from services.router.naming import inside, series_folder, study_folder
+from services.router.settings import RouterSettings
 from shared.bus import Bus, Delivery, PublishError, Retry
 from shared.db.audit import Action, AuditEvent, record
 from shared.log import get_logger
 from shared.messages import InstanceFiled, InstanceReceived
 from shared.quarantine import quarantine
-from shared.settings import Settings
+from shared.settings import DataPaths
 
 log = get_logger("services.router")
 SERVICE = "router"
@@ -59,16 +60,18 @@ class Decision:
 
 
 class Filing:
-    def __init__(self, settings: Settings, engine: AsyncEngine, bus: Bus) -> None:
+    def __init__(
+        self, settings: RouterSettings, paths: DataPaths, engine: AsyncEngine, bus: Bus
+    ) -> None:
         self._settings = settings
         self._engine = engine
         self._bus = bus
-        self._accounts = AccountsCache(settings.router.account_cache_seconds)
+        self._paths = paths
+        self._accounts = AccountsCache(settings.account_cache_seconds)
 
-    async def handle(self, delivery: Delivery) -> None:
+    async def handle(self, delivery: Delivery[InstanceReceived]) -> None:
         message = delivery.message
-        assert isinstance(message, InstanceReceived)
-        spooled = self._settings.spool_dir / message.spool_name
+        spooled = self._paths.spool / message.spool_name
         if not spooled.exists():
             await self._after_the_move(message)
             return
@@ -83,7 +86,7 @@ class Filing:
             log.info("instance.duplicate_dropped", sop_instance_uid=header.sop_instance_uid)
             return
         target = inside(decision.home.path, decision.relative)
-        router = self._settings.router
+        router = self._settings
         try:
             await asyncio.to_thread(
                 place, spooled, target, decision.home, router.directory_mode, router.file_mode
@@ -111,10 +114,10 @@ class Filing:
         if bound is None or (bound.account, bound.study_folder) == (decision.account, folder):
             return decision, target
         _, known = await self._accounts_now()
-        home = home_of(bound.account, known, self._settings.accounts_dir)
+        home = home_of(bound.account, known, self._paths.accounts)
         relative = Path(bound.study_folder) / rest
         moved = inside(home.path, relative)
-        router = self._settings.router
+        router = self._settings
         await asyncio.to_thread(place, target, moved, home, router.directory_mode, router.file_mode)
         keep = kept_home(decision.home, decision.account in known)
         await asyncio.to_thread(remove_empty, target.parent, keep=keep)
@@ -129,7 +132,7 @@ class Filing:
         async with self._engine.begin() as connection:
             directory, known = await self._accounts.get(connection)
             choice = choose_account(directory, header.requesting, header.referring)
-            wanted = study_folder(self._settings.router.study_folder_template, header.study)
+            wanted = study_folder(self._settings.study_folder_template, header.study)
             binding = await claims.claim_study(
                 connection,
                 header.study_uid,
@@ -173,7 +176,7 @@ class Filing:
             action = self._action(placed, message)
             if action is Action.REPLACED:
                 await claims.move_placement(connection, header.sop_instance_uid, message.spool_name)
-            home = home_of(binding.account, known, self._settings.accounts_dir)
+            home = home_of(binding.account, known, self._paths.accounts)
             decision = Decision(binding.account, home, Path(placed.path), action)
             if action is not None:
                 await record(connection, self._audit(message, header, decision))
@@ -184,7 +187,7 @@ class Filing:
             return Action.FILED
         if placed.spool_name == message.spool_name:
             return None  # this very receipt, redelivered after a crash: finish the job
-        if self._settings.router.on_duplicate == "keep-first":
+        if self._settings.on_duplicate == "keep-first":
             return Action.DUPLICATE
         return Action.REPLACED
 
@@ -221,7 +224,7 @@ class Filing:
     def _filed_message(
         self, message: InstanceReceived, header: Header, decision: Decision, target: Path
     ) -> InstanceFiled:
-        path = indexed_path(self._settings.accounts_dir.resolve(), target)
+        path = indexed_path(self._paths.accounts.resolve(), target)
         return InstanceFiled(
             sop_instance_uid=header.sop_instance_uid,
             sop_class_uid=header.sop_class_uid or message.sop_class_uid,
@@ -258,7 +261,7 @@ class Filing:
                 return
             filed = await claims.binding_of_instance(connection, message.sop_instance_uid)
         _, known = await self._accounts_now()
-        home = home_of(filed.account, known, self._settings.accounts_dir)
+        home = home_of(filed.account, known, self._paths.accounts)
         target = inside(home.path, Path(placed.path))
         if not target.exists():
             raise Retry(f"spool file gone but {target} missing: the file system is not settled")
@@ -275,7 +278,7 @@ class Filing:
         target = await asyncio.to_thread(
             quarantine,
             spooled,
-            self._settings.quarantine_dir,
+            self._paths.quarantine,
             reason,
             sop_instance_uid=message.sop_instance_uid,
             calling_ae=message.calling_ae,

@@ -72,9 +72,15 @@ class StudyFacts:
 
 
 def study_folder(template: str, facts: StudyFacts) -> str:
-    """The study folder name from ``router.study_folder_template`` (fields checked there)."""
+    """The study folder name from ``router.study_folder_template`` (its fields are checked
+    against :data:`STUDY_FOLDER_FIELDS` when the settings are read)."""
     uid_hash = hashlib.sha1(facts.study_instance_uid.encode()).hexdigest()[:8]
-    fields = {
+    fields = _folder_fields(facts, uid_hash)
+    return safe_component(string.Formatter().vformat(template, (), fields), uid_hash, 120)
+
+
+def _folder_fields(facts: StudyFacts, uid_hash: str) -> dict[str, str]:
+    return {
         "patient_name": person_name(facts.patient_name) or "ANONYMOUS",
         "patient_id": safe_component(facts.patient_id, "NOID"),
         "study_date": safe_component(facts.study_date, "NODATE"),
@@ -86,7 +92,10 @@ def study_folder(template: str, facts: StudyFacts) -> str:
         "study_key": safe_component(facts.accession or facts.study_id, uid_hash),
         "study_uid_hash": uid_hash,
     }
-    return safe_component(string.Formatter().vformat(template, (), fields), uid_hash, 120)
+
+
+# The fields a study folder template may use.
+STUDY_FOLDER_FIELDS = tuple(_folder_fields(StudyFacts(study_instance_uid=""), ""))
 
 
 def with_suffix(name: str, attempt: int) -> str:

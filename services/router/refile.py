@@ -36,6 +36,7 @@ from services.router.destination import Home, choose_account, home_of, indexed_p
 from services.router.disk import kept_home, place, remove_empty
 from services.router.header import Unroutable, read_header
 from services.router.naming import folder_key, inside
+from services.router.settings import RouterSettings
 from shared.db.audit import Action, AuditEvent, record
 from shared.db.schema import (
     instances,
@@ -47,7 +48,7 @@ from shared.db.schema import (
 )
 from shared.log import get_logger
 from shared.messages import InstanceFiled
-from shared.settings import Settings
+from shared.settings import DataPaths
 
 log = get_logger("services.router")
 SERVICE = "refile"
@@ -77,10 +78,10 @@ class Refiled:
 class Refiling:
     """Re-files studies of one data directory and index."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+    def __init__(self, settings: RouterSettings, paths: DataPaths, engine: AsyncEngine) -> None:
         self._settings = settings
         self._engine = engine
-        self._root = settings.accounts_dir
+        self._root = paths.accounts
 
     async def refile(self, study_uid: str) -> Refiled | None:
         """Move the study to the account the chain gives now; None when it is there already."""
@@ -213,7 +214,7 @@ class Refiling:
         """Step 2 (blocking): every file of the old folder into the new one; return how many."""
         source = inside(source_home.path, Path(move.from_folder))
         target = inside(target_home.path, Path(move.to_folder))
-        router = self._settings.router
+        router = self._settings
         moved = 0
         if source.is_dir():
             for path in sorted(p for p in source.rglob("*") if p.is_file()):

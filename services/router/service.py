@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.router.accounts import seed_accounts
 from services.router.filing import Filing
 from services.router.refusals import record_refusal
-from shared.bus import Bus, Delivery, Subscription
-from shared.db.patience import patiently
+from services.router.settings import AccountSeed, RouterSettings
+from shared.bus import Bus, Delivery, Routes, Subscription
+from shared.consumers import riding_out_outages
 from shared.log import get_logger
-from shared.messages import InstanceRefused
-from shared.settings import Settings
+from shared.messages import InstanceReceived, InstanceRefused
+from shared.settings import DataPaths
 
 log = get_logger("services.router")
 
@@ -25,24 +26,32 @@ DRAIN_SECONDS = 30.0
 
 
 class Router:
-    def __init__(self, settings: Settings, engine: AsyncEngine, bus: Bus) -> None:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        paths: DataPaths,
+        engine: AsyncEngine,
+        bus: Bus,
+        seeds: list[AccountSeed],
+    ) -> None:
         self._settings = settings
         self._engine = engine
         self._bus = bus
-        self._filing = Filing(settings, engine, bus)
+        self._paths = paths
+        self._seeds = seeds
+        self._filing = Filing(settings, paths, engine, bus)
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
-        self._settings.accounts_dir.mkdir(parents=True, exist_ok=True)
-        if self._settings.accounts:
+        self._paths.accounts.mkdir(parents=True, exist_ok=True)
+        if self._seeds:
             async with self._engine.begin() as connection:
-                created = await seed_accounts(connection, self._settings.accounts)
+                created = await seed_accounts(connection, self._seeds)
             if created:
                 log.info("accounts.seeded", created=created)
-        self._subscription = await self._bus.consume(
-            ROLE, self._handle, prefetch=self._settings.router.prefetch
-        )
-        log.info("router.started", prefetch=self._settings.router.prefetch)
+        routes = Routes(ROLE).on(InstanceReceived, self._file).on(InstanceRefused, self._audit)
+        self._subscription = await self._bus.consume(ROLE, routes, prefetch=self._settings.prefetch)
+        log.info("router.started", prefetch=self._settings.prefetch)
 
     async def stop(self) -> None:
         if self._subscription is not None:
@@ -50,11 +59,11 @@ class Router:
             self._subscription = None
         log.info("router.stopped")
 
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _file(self, delivery: Delivery[InstanceReceived]) -> None:
         # Filing is idempotent (see filing.py), so after an outage it simply runs again.
-        message = delivery.message
-        if isinstance(message, InstanceRefused):
-            work = partial(record_refusal, self._engine, message)
-        else:
-            work = partial(self._filing.handle, delivery)
-        await patiently("filing", work, self._settings.router.database_retry_seconds)
+        work = partial(self._filing.handle, delivery)
+        await riding_out_outages("filing", work, self._settings.database_retry_seconds)
+
+    async def _audit(self, delivery: Delivery[InstanceRefused]) -> None:
+        work = partial(record_refusal, self._engine, delivery.message)
+        await riding_out_outages("refusal", work, self._settings.database_retry_seconds)

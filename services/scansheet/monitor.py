@@ -23,12 +23,12 @@ from services.scansheet.completion import (
     indexed_instances,
     release,
 )
+from services.scansheet.settings import ScanSheetSettings
 from services.scansheet.steps import Step, completed_steps_pending, mark_step_done
 from shared.bus import Bus, PublishError
 from shared.db.schema import mpps_steps, studies
 from shared.log import get_logger
 from shared.messages import StudyComplete
-from shared.settings import ScanSheetSettings
 
 log = get_logger(__name__)
 

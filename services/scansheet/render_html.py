@@ -16,9 +16,9 @@ import string
 from html import escape
 
 from services.scansheet.content import SheetContent
+from services.scansheet.settings import Paper
 from services.scansheet.thumbnails import Thumbnail
 from shared.dicom.parameters import parameters_line
-from shared.settings import Paper
 
 PAPER_SIZES: dict[Paper, str] = {"A4": "A4", "Letter": "letter"}
 

@@ -10,20 +10,22 @@ the pool.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scansheet.completion import sheet_is_current
 from services.scansheet.content import UnknownStudy
 from services.scansheet.monitor import StudyMonitor
-from services.scansheet.sheet import SheetError, SheetWriter
+from services.scansheet.settings import ScanSheetSettings
+from services.scansheet.sheet import SheetError, SheetWriter, WrittenSheet
 from services.scansheet.steps import record_step
 from services.scansheet.thumbnails import ThumbnailPool
-from shared.bus import Bus, Delivery, Reject, Retry, Subscription
+from shared.bus import Bus, Delivery, Reject, Retry, Routes, Subscription
+from shared.consumers import riding_out_outages
 from shared.log import get_logger
 from shared.messages import MppsUpdated, StudyComplete
-from shared.settings import Settings
+from shared.settings import DataPaths
 
 log = get_logger(__name__)
 
@@ -31,12 +33,9 @@ ROLE = "scansheet"
 # On the in-process bus, the sheets announced before a stop are written first; what is left
 # is announced again by the next start's monitor (scansheet.reannounce_after).
 DRAIN_SECONDS = 30.0
-# The database or the disk failing is worth a retry; the message is not at fault.
-TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, TimeoutError)
 
 
-def thumbnail_pool(settings: Settings) -> ThumbnailPool:
-    options = settings.scansheet
+def thumbnail_pool(options: ScanSheetSettings) -> ThumbnailPool:
     return ThumbnailPool(
         options.thumbnail_workers,
         options.thumbnail_size,
@@ -45,27 +44,49 @@ def thumbnail_pool(settings: Settings) -> ThumbnailPool:
     )
 
 
+async def write_sheet_now(
+    settings: ScanSheetSettings,
+    paths: DataPaths,
+    engine: AsyncEngine,
+    file_mode: int,
+    study_uid: str,
+) -> WrittenSheet:
+    """Write one study's sheet now, outside the service (``store-server sheet``, a re-file),
+    exactly as the service writes it, and record it as current."""
+    pool = thumbnail_pool(settings)
+    try:
+        return await SheetWriter(settings, paths.accounts, engine, pool, file_mode).write(study_uid)
+    finally:
+        pool.close()
+
+
 class ScanSheets:
     """One scan-sheet worker: any number may run against one bus and index."""
 
-    def __init__(self, settings: Settings, bus: Bus, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        settings: ScanSheetSettings,
+        paths: DataPaths,
+        bus: Bus,
+        engine: AsyncEngine,
+        file_mode: int,
+    ) -> None:
         self._settings = settings
         self._bus = bus
         self._engine = engine
         self._pool = thumbnail_pool(settings)
-        self.writer = SheetWriter(settings, engine, self._pool)
-        self.monitor = StudyMonitor(settings.scansheet, engine, bus)
+        self.writer = SheetWriter(settings, paths.accounts, engine, self._pool, file_mode)
+        self.monitor = StudyMonitor(settings, engine, bus)
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
         await self.monitor.start()
-        self._subscription = await self._bus.consume(
-            ROLE, self._handle, prefetch=self._settings.scansheet.prefetch
-        )
+        routes = Routes(ROLE).on(StudyComplete, self._on_complete).on(MppsUpdated, self._on_step)
+        self._subscription = await self._bus.consume(ROLE, routes, prefetch=self._settings.prefetch)
         log.info(
             "scansheet.started",
-            stable_age=self._settings.scansheet.stable_age,
-            poll_interval=self._settings.scansheet.poll_interval,
+            stable_age=self._settings.stable_age,
+            poll_interval=self._settings.poll_interval,
         )
 
     async def stop(self) -> None:
@@ -76,17 +97,17 @@ class ScanSheets:
         self._pool.close()
         log.info("scansheet.stopped")
 
-    async def _handle(self, delivery: Delivery) -> None:
-        message = delivery.message
-        try:
-            if isinstance(message, StudyComplete):
-                await self._complete(message)
-            elif isinstance(message, MppsUpdated):
-                await self._record(message)
-            else:
-                raise Reject(f"the scan-sheet service does not take {delivery.routing_key}")
-        except TRANSIENT as error:
-            raise Retry(f"database unavailable: {type(error).__name__}: {error}") from error
+    async def _on_complete(self, delivery: Delivery[StudyComplete]) -> None:
+        await riding_out_outages(
+            "scansheet",
+            partial(self._complete, delivery.message),
+            self._settings.database_retry_seconds,
+        )
+
+    async def _on_step(self, delivery: Delivery[MppsUpdated]) -> None:
+        await riding_out_outages(
+            "mpps", partial(self._record, delivery.message), self._settings.database_retry_seconds
+        )
 
     async def _complete(self, message: StudyComplete) -> None:
         uid = message.study_instance_uid

@@ -21,11 +21,11 @@ from services.scansheet.completion import mark_sheet_written
 from services.scansheet.content import SheetContent, read_content
 from services.scansheet.render_html import render_html
 from services.scansheet.render_png import render_png
+from services.scansheet.settings import ScanSheetSettings
 from services.scansheet.thumbnails import Thumbnail, ThumbnailPool
 from shared.db.audit import Action, AuditEvent, record
 from shared.files import atomic_write_bytes
 from shared.log import get_logger
-from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -77,23 +77,30 @@ def sheet_json(content: SheetContent, thumbnails: list[Thumbnail]) -> dict[str, 
 class SheetWriter:
     """Reads a study from the index, pictures its series and writes its sheet."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, pool: ThumbnailPool) -> None:
+    def __init__(
+        self,
+        settings: ScanSheetSettings,
+        accounts_dir: Path,
+        engine: AsyncEngine,
+        pool: ThumbnailPool,
+        file_mode: int,
+    ) -> None:
         self._settings = settings
+        self._accounts_dir = accounts_dir
         self._engine = engine
         self._pool = pool
+        self._file_mode = file_mode  # the router's: the sheet lies beside the filed images
 
     async def write(self, study_uid: str) -> WrittenSheet:
         async with self._engine.connect() as connection:
-            content = await read_content(connection, study_uid, self._settings.accounts_dir)
-        folder = self._settings.accounts_dir / content.study_folder
+            content = await read_content(connection, study_uid, self._accounts_dir)
+        folder = self._accounts_dir / content.study_folder
         if not folder.is_dir():
             raise SheetError(f"study folder {folder} does not exist")
         thumbnails = await self._pool.make_all([row.source for row in content.series])
         files = {
-            "scansheet.html": render_html(content, thumbnails, self._settings.scansheet.paper),
-            "scansheet.png": render_png(
-                content, thumbnails, self._settings.scansheet.thumbnail_size
-            ),
+            "scansheet.html": render_html(content, thumbnails, self._settings.paper),
+            "scansheet.png": render_png(content, thumbnails, self._settings.thumbnail_size),
             "scansheet.json": json.dumps(
                 sheet_json(content, thumbnails), indent=2, ensure_ascii=False
             ).encode("utf-8"),
@@ -128,7 +135,7 @@ class SheetWriter:
         owner = folder.stat()
         for name, data in files.items():
             path = folder / name
-            atomic_write_bytes(path, data, self._settings.router.file_mode)
-            os.chmod(path, self._settings.router.file_mode)  # the umask narrowed the create
+            atomic_write_bytes(path, data, self._file_mode)
+            os.chmod(path, self._file_mode)  # the umask narrowed the create
             if os.geteuid() == 0:  # only root can give files away
                 os.chown(path, owner.st_uid, owner.st_gid)

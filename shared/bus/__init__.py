@@ -12,6 +12,7 @@ from shared.bus.base import (
     PublishError,
     Reject,
     Retry,
+    Routes,
     Subscription,
 )
 from shared.settings import BusSettings
@@ -26,6 +27,7 @@ __all__ = [
     "PublishError",
     "Reject",
     "Retry",
+    "Routes",
     "Subscription",
     "open_bus",
 ]

@@ -32,14 +32,17 @@ from shared.bus.base import (
     BatchHandler,
     DeadLetter,
     Handler,
+    M,
     PublishError,
     backoff_seconds,
     consumer_for,
+    only,
 )
 from shared.bus.batch import Settle, deliver_batch, run_batches
 from shared.bus.dispatch import Action, Verdict, dispatch
 from shared.log import get_logger
 from shared.messages import Message
+from shared.retry import GaveUp, Patience, retrying
 from shared.settings import BusSettings
 
 log = get_logger(__name__)
@@ -114,21 +117,21 @@ class AmqpBus:
 
     async def _connect(self) -> AbstractRobustConnection:
         """Wait for the broker a bounded time, logging each failed try."""
-        deadline = asyncio.get_running_loop().time() + self._settings.connect_timeout
-        delay = 0.5
-        while True:
-            try:
-                return await aio_pika.connect_robust(self._settings.url, timeout=10)
-            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    raise ConnectionError(
-                        f"bus.url: cannot reach the broker within "
-                        f"{self._settings.connect_timeout:.0f}s: {error}"
-                    ) from error
-                log.warning("bus.connect_retry", error=str(error), retry_in=delay)
-                await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, 10.0)
+        patience = Patience(
+            within=self._settings.connect_timeout,
+            transient=(TimeoutError, OSError, aiormq.exceptions.AMQPError),
+        )
+        try:
+            return await retrying(
+                "bus.connect",
+                lambda: aio_pika.connect_robust(self._settings.url, timeout=10),
+                patience,
+            )
+        except GaveUp as gave_up:
+            raise ConnectionError(
+                f"bus.url: cannot reach the broker within "
+                f"{self._settings.connect_timeout:.0f}s: {gave_up.last}"
+            ) from gave_up
 
     async def _declare_queues(self, channel: AbstractChannel, role: str) -> AbstractQueue:
         return await declare_queues(channel, self.queue_name(role))
@@ -166,7 +169,7 @@ class AmqpBus:
             raise PublishError(f"{routing_key}: not confirmed: {type(e).__name__}: {e}") from e
 
     async def consume(
-        self, role: str, handler: Handler, *, prefetch: int | None = None
+        self, role: str, handler: Handler[Message], *, prefetch: int | None = None
     ) -> _AmqpSubscription:
         subscription = await self._subscribe(role, prefetch or self._settings.prefetch)
 
@@ -198,7 +201,7 @@ class AmqpBus:
         self,
         channel: AbstractChannel,
         role: str,
-        handler: Handler,
+        handler: Handler[Message],
         incoming: AbstractIncomingMessage,
     ) -> None:
         routing_key, attempt = origin(incoming)
@@ -215,7 +218,8 @@ class AmqpBus:
     async def consume_batch(
         self,
         role: str,
-        handler: BatchHandler,
+        kind: type[M],
+        handler: BatchHandler[M],
         *,
         max_batch: int,
         max_wait: float,
@@ -235,13 +239,14 @@ class AmqpBus:
             await self._settle(channel, role, incoming, verdict)
 
         bus = Settle[AbstractIncomingMessage](_as_sent, settle)
+        checked = only(kind, handler)
 
         async def run(batch: list[AbstractIncomingMessage]) -> None:
             if not batch:
                 return
             task = asyncio.create_task(
                 deliver_batch(
-                    handler, batch, bus, role=role, max_attempts=self._settings.max_attempts
+                    checked, batch, bus, role=role, max_attempts=self._settings.max_attempts
                 )
             )
             subscription.track(task)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
 
 from shared.messages import Message
 
@@ -48,11 +48,14 @@ class Reject(Exception):
     """The message can never be handled; dead-letter it with this reason."""
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One delivery of a message to a consumer."""
+M = TypeVar("M", bound=Message)
 
-    message: Message
+
+@dataclass(frozen=True)
+class Delivery(Generic[M]):
+    """One delivery of a message of kind ``M`` to a consumer."""
+
+    message: M
     routing_key: str
     attempt: int = 1
 
@@ -69,9 +72,46 @@ class DeadLetter:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[[Delivery], Awaitable[None]]
+Handler: TypeAlias = Callable[[Delivery[M]], Awaitable[None]]
 # A batch handler gets every delivery of a batch at once; returning acks them all.
-BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+BatchHandler: TypeAlias = Callable[[list[Delivery[M]]], Awaitable[None]]
+
+
+class Routes:
+    """What a consumer does with each kind of message its queue takes: one typed handler per
+    kind, so that no handler has to ask what it was given."""
+
+    def __init__(self, role: str) -> None:
+        self._role = role
+        self._handlers: dict[str, Handler[Any]] = {}
+
+    def on(self, kind: type[M], handler: Handler[M]) -> Routes:
+        self._handlers[kind.kind] = handler
+        return self
+
+    async def __call__(self, delivery: Delivery[Message]) -> None:
+        handler = self._handlers.get(delivery.routing_key)
+        if handler is None:
+            raise Reject(
+                f"the {self._role} takes {', '.join(sorted(self._handlers))}, "
+                f"not {delivery.routing_key}"
+            )
+        await handler(delivery)
+
+
+def only(kind: type[M], handler: BatchHandler[M]) -> BatchHandler[Message]:
+    """``handler``, given only deliveries of ``kind``: another kind on the queue (a topology
+    mistake) is rejected to the dead-letter queue."""
+
+    async def checked(deliveries: list[Delivery[Message]]) -> None:
+        typed: list[Delivery[M]] = []
+        for delivery in deliveries:
+            if not isinstance(delivery.message, kind):
+                raise Reject(f"expected {kind.kind}, not {delivery.routing_key}")
+            typed.append(cast(Delivery[M], delivery))
+        await handler(typed)
+
+    return checked
 
 
 class Subscription(Protocol):
@@ -108,21 +148,24 @@ class Bus(Protocol):
         ...
 
     async def consume(
-        self, role: str, handler: Handler, *, prefetch: int | None = None
+        self, role: str, handler: Handler[Message], *, prefetch: int | None = None
     ) -> Subscription:
-        """Start delivering the role's queue to ``handler``, ``prefetch`` at a time."""
+        """Start delivering the role's queue to ``handler`` (typically :class:`Routes`),
+        ``prefetch`` at a time."""
         ...
 
     async def consume_batch(
         self,
         role: str,
-        handler: BatchHandler,
+        kind: type[M],
+        handler: BatchHandler[M],
         *,
         max_batch: int,
         max_wait: float,
         prefetch: int | None = None,
     ) -> Subscription:
-        """Deliver the role's queue in batches: up to ``max_batch`` deliveries, or whatever
+        """Deliver the role's queue, messages of ``kind``, in batches: up to ``max_batch``
+        deliveries, or whatever
         arrived within ``max_wait`` seconds of the first. A returning handler acks the whole
         batch; a failing one is given each delivery alone, and each then gets the outcome of
         :meth:`consume` (ack, retry, dead letter), so one bad message holds back no other.

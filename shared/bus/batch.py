@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 from shared.bus.base import BatchHandler, Delivery
 from shared.bus.dispatch import Action, Verdict, decode_delivery, judge
 from shared.log import get_logger
+from shared.messages import Message
 
 log = get_logger(__name__)
 
@@ -87,7 +88,7 @@ class Settle(Generic[T]):
 
 
 async def deliver_batch(
-    handler: BatchHandler,
+    handler: BatchHandler[Message],
     batch: list[T],
     bus: Settle[T],
     *,
@@ -95,7 +96,7 @@ async def deliver_batch(
     max_attempts: int,
 ) -> None:
     """Dead-letter what does not decode, run the handler on the rest, settle each."""
-    decoded: list[tuple[T, Delivery]] = []
+    decoded: list[tuple[T, Delivery[Message]]] = []
     for item in batch:
         routing_key, body, attempt = bus.origin(item)
         outcome = decode_delivery(role=role, routing_key=routing_key, body=body, attempt=attempt)
@@ -111,7 +112,11 @@ async def deliver_batch(
 
 
 async def judge_batch(
-    handler: BatchHandler, deliveries: list[Delivery], *, role: str, max_attempts: int
+    handler: BatchHandler[Message],
+    deliveries: list[Delivery[Message]],
+    *,
+    role: str,
+    max_attempts: int,
 ) -> list[Verdict]:
     """One verdict per delivery, in order."""
     if not deliveries:
@@ -132,7 +137,7 @@ async def judge_batch(
         else:
             return [Verdict(Action.ACK)] * len(deliveries)
 
-    async def alone(delivery: Delivery) -> None:
+    async def alone(delivery: Delivery[Message]) -> None:
         await handler([delivery])
 
     return [

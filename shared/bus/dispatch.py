@@ -14,7 +14,7 @@ from structlog.contextvars import bound_contextvars
 
 from shared.bus.base import Delivery, Handler, Reject, Retry
 from shared.log import get_logger
-from shared.messages import MessageError, decode
+from shared.messages import Message, MessageError, decode
 
 log = get_logger(__name__)
 
@@ -32,7 +32,7 @@ class Verdict:
 
 
 async def dispatch(
-    handler: Handler,
+    handler: Handler[Message],
     *,
     role: str,
     routing_key: str,
@@ -49,7 +49,7 @@ async def dispatch(
 
 def decode_delivery(
     *, role: str, routing_key: str, body: bytes, attempt: int
-) -> Delivery | Verdict:
+) -> Delivery[Message] | Verdict:
     """The delivery, or the dead-letter verdict for a body that is not a valid message."""
     try:
         message = decode(routing_key, body)
@@ -59,7 +59,9 @@ def decode_delivery(
     return Delivery(message=message, routing_key=routing_key, attempt=attempt)
 
 
-async def judge(handler: Handler, delivery: Delivery, *, role: str, max_attempts: int) -> Verdict:
+async def judge(
+    handler: Handler[Message], delivery: Delivery[Message], *, role: str, max_attempts: int
+) -> Verdict:
     """Run the handler on one decoded delivery and turn its outcome into a verdict."""
     context: dict[str, object] = {
         "role": role,

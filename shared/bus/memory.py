@@ -19,9 +19,11 @@ from shared.bus.base import (
     BatchHandler,
     DeadLetter,
     Handler,
+    M,
     PublishError,
     backoff_seconds,
     consumer_for,
+    only,
 )
 from shared.bus.batch import Settle, deliver_batch, run_batches
 from shared.bus.dispatch import Action, Verdict, dispatch
@@ -110,7 +112,7 @@ class MemoryBus:
             queue.put_nowait(_Envelope(routing_key, body))
 
     async def consume(
-        self, role: str, handler: Handler, *, prefetch: int | None = None
+        self, role: str, handler: Handler[Message], *, prefetch: int | None = None
     ) -> _MemorySubscription:
         consumer_for(role)
         subscription = self._subscribe(role)
@@ -128,7 +130,7 @@ class MemoryBus:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 
-    async def _work(self, subscription: _MemorySubscription, handler: Handler) -> None:
+    async def _work(self, subscription: _MemorySubscription, handler: Handler[Message]) -> None:
         queue = self._queues[subscription.role]
         while True:
             envelope = await queue.get()
@@ -140,7 +142,7 @@ class MemoryBus:
             finally:
                 queue.task_done()
 
-    async def _deliver(self, role: str, handler: Handler, envelope: _Envelope) -> None:
+    async def _deliver(self, role: str, handler: Handler[Message], envelope: _Envelope) -> None:
         verdict = await dispatch(
             handler,
             role=role,
@@ -154,7 +156,8 @@ class MemoryBus:
     async def consume_batch(
         self,
         role: str,
-        handler: BatchHandler,
+        kind: type[M],
+        handler: BatchHandler[M],
         *,
         max_batch: int,
         max_wait: float,
@@ -165,7 +168,8 @@ class MemoryBus:
         consumer_for(role)
         subscription = self._subscribe(role)
         task = asyncio.create_task(
-            self._work_batches(subscription, handler, max_batch, max_wait), name=f"consume-{role}"
+            self._work_batches(subscription, only(kind, handler), max_batch, max_wait),
+            name=f"consume-{role}",
         )
         subscription.workers.append(task)
         return subscription
@@ -173,7 +177,7 @@ class MemoryBus:
     async def _work_batches(
         self,
         subscription: _MemorySubscription,
-        handler: BatchHandler,
+        handler: BatchHandler[Message],
         max_batch: int,
         max_wait: float,
     ) -> None:

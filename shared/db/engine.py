@@ -7,7 +7,6 @@ asyncpg. Start-up waits a bounded time for the database, logging each failed try
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.log import get_logger
+from shared.retry import GaveUp, Patience, retrying
 
 log = get_logger(__name__)
 
@@ -77,23 +77,18 @@ def _sqlite_begin_immediate(connection: sa.Connection) -> None:
 
 async def wait_for_database(engine: AsyncEngine, within: float) -> None:
     """Return once a connection works; raise ``ConnectionError`` after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    delay = 0.5
-    while True:
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(sa.text("SELECT 1"))
-            return
-        except (OSError, sa.exc.DBAPIError, sa.exc.InterfaceError) as error:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ConnectionError(
-                    f"database.url: cannot reach the database within {within:.0f}s: {error}"
-                ) from error
-            log.warning("database.connect_retry", error=str(error).splitlines()[0], retry_in=delay)
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 10.0)
+
+    async def connect() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    patience = Patience(within, (OSError, sa.exc.DBAPIError, sa.exc.InterfaceError))
+    try:
+        await retrying("database.connect", connect, patience)
+    except GaveUp as gave_up:
+        raise ConnectionError(
+            f"database.url: cannot reach the database within {within:.0f}s: {gave_up.last}"
+        ) from gave_up
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

@@ -1,5 +1,4 @@
-"""DICOM network tools: verification (C-ECHO), sending files (C-STORE), and storage (the
-store server itself, started from the library).
+"""DICOM network tools: verification (C-ECHO) and sending files (C-STORE), as an SCU.
 
 Both return results rather than print; every failure to reach or talk to the peer is a
 :class:`NetError` saying why (see :mod:`shared.dicom.association`), and a file that cannot be
@@ -32,7 +31,6 @@ from shared.dicom.association import (
 )
 from shared.dicom.contexts import UNCOMPRESSED, AssociationPlan, OutgoingInstance, plan_associations
 from shared.dicom.files import DicomFileError, read_dataset
-from shared.settings import Settings
 
 __all__ = [
     "DEFAULT_CALLED_AET",
@@ -46,7 +44,6 @@ __all__ = [
     "collect_files",
     "echo",
     "send",
-    "storage",
 ]
 
 VERIFICATION = UID("1.2.840.10008.1.1")
@@ -166,23 +163,6 @@ def send(
         for result in _send_plan(peer, plan):
             record(result)
     return SendSummary(results)
-
-
-def storage(settings: Settings) -> int:
-    """Run the store server on ``settings`` until SIGTERM or SIGINT; return the exit code.
-
-    The same as ``store-server run``: the receiver and the services behind it, on the backends
-    the settings name, logging to the data directory and stdout. Call it from a script under
-    ``if __name__ == "__main__":``, as for any program that starts worker processes: scan-sheet
-    thumbnails are made in spawned workers, which import the script's main module.
-    """
-    import asyncio
-
-    # The services are built on shared/; importing them at call time keeps shared/ importable
-    # on its own.
-    from services.app import EMBEDDED, serve
-
-    return asyncio.run(serve(settings, EMBEDDED, index=True))
 
 
 def client_tls_context(

@@ -21,18 +21,20 @@ __all__ = ["make_bus"]  # the fixture, parametrised over both buses
 class BatchRecorder:
     """A batch handler that records each batch and fails as its script says."""
 
-    def __init__(self, script: Callable[[list[Delivery]], None] | None = None) -> None:
-        self.batches: list[list[Delivery]] = []
+    def __init__(
+        self, script: Callable[[list[Delivery[InstanceReceived]]], None] | None = None
+    ) -> None:
+        self.batches: list[list[Delivery[InstanceReceived]]] = []
         self._script = script
         self.changed = asyncio.Event()
 
-    async def __call__(self, deliveries: list[Delivery]) -> None:
+    async def __call__(self, deliveries: list[Delivery[InstanceReceived]]) -> None:
         self.batches.append(list(deliveries))
         self.changed.set()
         if self._script is not None:
             self._script(deliveries)
 
-    def uids(self, batch: list[Delivery]) -> list[str]:
+    def uids(self, batch: list[Delivery[InstanceReceived]]) -> list[str]:
         return [uid(delivery) for delivery in batch]
 
     async def wait_for(self, condition: Callable[[], bool], within: float = 15) -> None:
@@ -42,7 +44,7 @@ class BatchRecorder:
                 await self.changed.wait()
 
 
-def uid(delivery: Delivery) -> str:
+def uid(delivery: Delivery[InstanceReceived]) -> str:
     assert isinstance(delivery.message, InstanceReceived)
     return delivery.message.sop_instance_uid
 
@@ -57,7 +59,7 @@ async def test_batches_are_bounded_and_acked_whole(make_bus: Callable[..., Bus])
     for index in range(25):
         await bus.publish(received(index))
     recorder = BatchRecorder()
-    await bus.consume_batch("router", recorder, max_batch=10, max_wait=0.5)
+    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=10, max_wait=0.5)
     await recorder.wait_for(lambda: len(delivered(recorder)) >= 25)
     await asyncio.sleep(0.5)  # anything unacked would come back
 
@@ -71,7 +73,7 @@ async def test_a_lone_message_waits_at_most_max_wait(make_bus: Callable[..., Bus
     bus = make_bus()
     await bus.start()
     recorder = BatchRecorder()
-    await bus.consume_batch("router", recorder, max_batch=100, max_wait=0.3)
+    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=100, max_wait=0.3)
     await asyncio.sleep(0.2)
     started = time.monotonic()
     await bus.publish(received(1))
@@ -87,14 +89,14 @@ async def test_a_rejected_message_does_not_hold_back_its_batch(
     bus = make_bus()
     await bus.start()
 
-    def refuse_five(deliveries: list[Delivery]) -> None:
+    def refuse_five(deliveries: list[Delivery[InstanceReceived]]) -> None:
         if any(uid(d) == "1.2.3.5" for d in deliveries):
             raise Reject("instance 5 is unreadable")
 
     recorder = BatchRecorder(refuse_five)
     for index in range(8):
         await bus.publish(received(index))
-    await bus.consume_batch("router", recorder, max_batch=8, max_wait=1.0)
+    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=8, max_wait=1.0)
     [letter] = await wait_for_dead(bus, "router", 1)
     await asyncio.sleep(0.5)
 
@@ -114,14 +116,14 @@ async def test_a_retried_message_is_retried_alone_and_bounded(
     bus = make_bus()
     await bus.start()
 
-    def keep_failing_two(deliveries: list[Delivery]) -> None:
+    def keep_failing_two(deliveries: list[Delivery[InstanceReceived]]) -> None:
         if any(uid(d) == "1.2.3.2" for d in deliveries):
             raise Retry("file not there yet")
 
     recorder = BatchRecorder(keep_failing_two)
     for index in range(4):
         await bus.publish(received(index))
-    await bus.consume_batch("router", recorder, max_batch=4, max_wait=1.0)
+    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=4, max_wait=1.0)
     [letter] = await wait_for_dead(bus, "router", 1)
 
     runs_of_two = [d.attempt for batch in recorder.batches for d in batch if uid(d) == "1.2.3.2"]
@@ -141,7 +143,7 @@ async def test_poison_in_a_batch_is_dead_lettered_before_the_handler(
     await bus.publish_raw("instance.received", b"\xff not json")
     await bus.publish(received(2))
     recorder = BatchRecorder()
-    await bus.consume_batch("router", recorder, max_batch=10, max_wait=0.5)
+    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=10, max_wait=0.5)
     [letter] = await wait_for_dead(bus, "router", 1)
     await recorder.wait_for(lambda: len(delivered(recorder)) >= 2)
     assert sorted(delivered(recorder)) == ["1.2.3.1", "1.2.3.2"]
@@ -155,11 +157,13 @@ async def test_stopping_a_subscription_finishes_the_batch_in_hand(
     await bus.start()
     finished: list[str] = []
 
-    async def slow(deliveries: list[Delivery]) -> None:
+    async def slow(deliveries: list[Delivery[InstanceReceived]]) -> None:
         await asyncio.sleep(0.5)
         finished.extend(uid(d) for d in deliveries)
 
-    subscription = await bus.consume_batch("router", slow, max_batch=5, max_wait=0.05)
+    subscription = await bus.consume_batch(
+        "router", InstanceReceived, slow, max_batch=5, max_wait=0.05
+    )
     for index in range(3):
         await bus.publish(received(index))
     await asyncio.sleep(0.3)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.bus import Bus, DeadLetter, Delivery, PublishError, Reject, Retry, open_bus
-from shared.messages import InstanceFiled, InstanceReceived, StudyComplete
+from shared.messages import InstanceFiled, InstanceReceived, Message, StudyComplete
 from shared.settings import BusSettings
 from tests.support import services
 
@@ -91,12 +91,12 @@ async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Callable[...
 class Recorder:
     """A handler that records deliveries and follows a script of outcomes."""
 
-    def __init__(self, script: Callable[[Delivery], None] | None = None) -> None:
-        self.deliveries: list[Delivery] = []
+    def __init__(self, script: Callable[[Delivery[Message]], None] | None = None) -> None:
+        self.deliveries: list[Delivery[Message]] = []
         self._script = script
         self.changed = asyncio.Event()
 
-    async def __call__(self, delivery: Delivery) -> None:
+    async def __call__(self, delivery: Delivery[Message]) -> None:
         self.deliveries.append(delivery)
         self.changed.set()
         if self._script is not None:
@@ -162,7 +162,7 @@ async def test_retry_redelivers_then_succeeds(make_bus: Callable[..., Bus]) -> N
     bus = make_bus()
     await bus.start()
 
-    def fail_once(delivery: Delivery) -> None:
+    def fail_once(delivery: Delivery[Message]) -> None:
         if delivery.attempt == 1:
             raise Retry("database restarting")
 
@@ -181,7 +181,7 @@ async def test_retries_are_bounded_then_dead_lettered_with_the_reason(
     bus = make_bus()
     await bus.start()
 
-    def always(delivery: Delivery) -> None:
+    def always(delivery: Delivery[Message]) -> None:
         raise Retry("disk full")
 
     recorder = Recorder(always)
@@ -197,7 +197,7 @@ async def test_unexpected_exception_counts_as_retry(make_bus: Callable[..., Bus]
     bus = make_bus()
     await bus.start()
 
-    def buggy(delivery: Delivery) -> None:
+    def buggy(delivery: Delivery[Message]) -> None:
         raise KeyError("bug")
 
     recorder = Recorder(buggy)
@@ -212,7 +212,7 @@ async def test_reject_dead_letters_at_once(make_bus: Callable[..., Bus]) -> None
     bus = make_bus()
     await bus.start()
 
-    def reject(delivery: Delivery) -> None:
+    def reject(delivery: Delivery[Message]) -> None:
         raise Reject("not a DICOM file")
 
     recorder = Recorder(reject)
@@ -251,7 +251,7 @@ async def test_stopping_a_subscription_waits_for_the_delivery_in_hand(
     await bus.start()
     finished: list[str] = []
 
-    async def slow(delivery: Delivery) -> None:
+    async def slow(delivery: Delivery[Message]) -> None:
         await asyncio.sleep(0.5)
         assert isinstance(delivery.message, InstanceReceived)
         finished.append(delivery.message.sop_instance_uid)
@@ -289,7 +289,7 @@ async def test_a_draining_stop_first_works_through_what_is_queued(
     for index in range(20):
         await bus.publish(received(index))
 
-    async def slowly(delivery: Delivery) -> None:
+    async def slowly(delivery: Delivery[Message]) -> None:
         await asyncio.sleep(0.01)
         await recorder(delivery)
 
@@ -335,7 +335,7 @@ async def test_dead_letters_can_be_requeued_once_the_cause_is_mended(
     await bus.start()
     mended = asyncio.Event()
 
-    def until_mended(delivery: Delivery) -> None:
+    def until_mended(delivery: Delivery[Message]) -> None:
         if not mended.is_set():
             raise Reject("the account's home is missing")
 

@@ -10,10 +10,10 @@ import pytest
 
 from services.app import Running, start
 from services.indexer.service import Indexer
+from services.settings import Settings
 from shared.db.audit import AuditEvent
 from shared.db.engine import create_engine
 from shared.messages import InstanceFiled
-from shared.settings import Settings
 from tests.conftest import Backend
 from tests.indexer.filing import indexed_events, indexer_settings
 

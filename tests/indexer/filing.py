@@ -17,10 +17,10 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.naming import positive_number
+from services.settings import Settings, load_settings
 from shared.db import audit
 from shared.db.schema import instances, series, studies
 from shared.messages import InstanceFiled
-from shared.settings import Settings, load_settings
 from tests.support import services
 
 ACCOUNT = "smith"

@@ -7,9 +7,9 @@ import asyncio
 import sqlalchemy as sa
 from pydicom.dataset import Dataset
 
+from services.settings import Settings
 from shared.db.schema import instances, studies
 from shared.messages import InstanceFiled
-from shared.settings import Settings
 from tests.bus.test_contract import wait_for_dead
 from tests.indexer.conftest import indexed_events_of, indexer, publish
 from tests.indexer.filing import counts, file_instance, later, mr_study, wait_for_instances

@@ -12,10 +12,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from services.settings import Settings
 from shared.db.engine import open_index
 from shared.db.schema import instances, patients, series, studies
 from shared.messages import InstanceFiled
-from shared.settings import Settings
 from tests.indexer.conftest import indexer, publish
 from tests.indexer.filing import (
     counts,

@@ -11,8 +11,8 @@ import asyncio
 import sqlalchemy as sa
 from pydicom import dcmread
 
+from services.settings import Settings
 from shared.db.schema import instances, patients, series, studies
-from shared.settings import Settings
 from tests.indexer.conftest import indexed_events_of, indexer, publish
 from tests.indexer.filing import FOLDER, counts, file_instance, mr_study, wait_for_instances
 from tests.support.services import sample

@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 from pydicom.dataset import Dataset
 
+from services.settings import Settings
 from shared.bus import open_bus
 from shared.db.engine import create_engine, open_index
 from shared.db.schema import instances, series, studies
 from shared.messages import InstanceFiled
-from shared.settings import Settings
 from tests.indexer.conftest import indexed_events_of, indexer
 from tests.indexer.filing import (
     counts,

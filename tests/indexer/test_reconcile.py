@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.settings import Settings
 from shared.db.engine import open_index
 from shared.db.schema import instances
-from shared.settings import Settings
 from tests.indexer.conftest import indexed_events_of, indexer
 from tests.indexer.filing import counts, file_instance, later, mr_study, record_filing
 

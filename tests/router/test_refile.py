@@ -92,9 +92,9 @@ class Interrupted(Exception):
 
 class DiesMovingFiles(Refiling):
     def _move_files(self, move: Move, *args: object) -> int:
-        source = self._settings.accounts_dir / move.from_account / move.from_folder
+        source = self._root / move.from_account / move.from_folder
         first = next(p for p in sorted(source.rglob("*.dcm")))
-        target = self._settings.accounts_dir / move.to_account / move.to_folder
+        target = self._root / move.to_account / move.to_folder
         destination = target / first.relative_to(source)
         destination.parent.mkdir(parents=True)
         first.rename(destination)  # one file made it, the rest did not
@@ -115,9 +115,13 @@ def test_a_refile_killed_on_its_way_is_finished_by_the_next(
     add_accounts(server, {"doe": ["Doe^John"]})
     assert server.running is not None
     with pytest.raises(Interrupted):
-        server.call(dying(server.settings, server.running.index).refile(study_uid))
+        server.call(
+            dying(server.settings.router, server.settings.paths, server.running.index).refile(
+                study_uid
+            )
+        )
 
-    finished = server.call(Refiling(server.settings, server.running.index).refile(study_uid))
+    finished = server.call(refiling(server).refile(study_uid))
 
     assert finished is not None and finished.move.to_account == "doe"
     assert all(path.startswith("doe/") for path in relative(server, files(server)))
@@ -125,7 +129,7 @@ def test_a_refile_killed_on_its_way_is_finished_by_the_next(
     view = server.call(index_view(server, study_uid))
     assert view.account == "doe"
     assert all((server.settings.accounts_dir / path).is_file() for path in view.paths)
-    assert server.call(Refiling(server.settings, server.running.index).refile(study_uid)) is None
+    assert server.call(refiling(server).refile(study_uid)) is None
 
 
 def test_a_folder_name_the_account_has_already_is_suffixed(
@@ -153,7 +157,7 @@ def test_a_folder_name_the_account_has_already_is_suffixed(
             await add_alias(connection, "smith", "Doe^John")
 
     server.call(alias())
-    refiled = server.call(Refiling(server.settings, server.running.index).refile(study_uid))
+    refiled = server.call(refiling(server).refile(study_uid))
     assert refiled is not None
     folders = {path.split("/")[1] for path in relative(server, files(server))}
     assert refiled.move.to_folder == refiled.move.from_folder + "_2"
@@ -167,6 +171,11 @@ def test_refusals_name_the_reason(start_server: StartServer, tmp_path: Path) -> 
     assert unknown.stderr.strip() == "store-server refile: no study 1.2.3.4 has been filed"
     usage = store_server("refile", "--data-dir", str(server.settings.data_dir))
     assert usage.returncode == 2
+
+
+def refiling(server: ServerUnderTest) -> Refiling:
+    assert server.running is not None
+    return Refiling(server.settings.router, server.settings.paths, server.running.index)
 
 
 def files(server: ServerUnderTest) -> list[Path]:
@@ -243,7 +252,7 @@ def test_an_instance_claimed_just_before_a_refile_follows_its_study(
     router = server.running.services["router"]
     filing = router._filing  # type: ignore[attr-defined]
     claim = filing._claim
-    refiling = Hasty(server.settings, server.running.index)
+    refiling = Hasty(server.settings.router, server.settings.paths, server.running.index)
 
     async def claim_then_refile(*args: object) -> object:
         decision = await claim(*args)
@@ -255,11 +264,14 @@ def test_an_instance_claimed_just_before_a_refile_follows_its_study(
         tmp_path / "late", study_uid=study_uid, InstanceNumber=9, RequestingPhysician=PHYSICIAN
     )
     send_all(server, [late])
+    guest = server.settings.accounts_dir / "Guest" / "Doe_John"
     wait_until(
-        lambda: [p.split("/")[0] for p in relative(server, files(server))] == ["doe"] * 3,
-        message="the late instance in the study's new account",
+        lambda: (
+            [p.split("/")[0] for p in relative(server, files(server))] == ["doe"] * 3
+            and not guest.exists()
+        ),
+        message="the late instance in the study's new account, and nothing left behind",
     )
-    assert not (server.settings.accounts_dir / "Guest" / "Doe_John").exists()
     view = server.call(index_view(server, study_uid))
     assert all(not path.startswith("Guest") for path in view.placed)
     wait_until(

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.scansheet import ScanSheetSettings
 from services.scansheet.completion import mark_sheet_written
 from services.scansheet.monitor import StudyMonitor
 from shared.bus import PublishError
@@ -21,7 +22,7 @@ from shared.bus.memory import MemoryBus
 from shared.db.engine import create_engine, open_index
 from shared.db.schema import studies
 from shared.messages import Message
-from shared.settings import BusSettings, ScanSheetSettings
+from shared.settings import BusSettings
 
 STUDY = "1.2.3.4.5"
 SETTINGS = ScanSheetSettings(stable_age=1, poll_interval=0.1, reannounce_after=0.5)

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
+from services.scansheet import Paper
 from services.scansheet.content import SeriesRow, SheetContent
 from services.scansheet.render_html import render_html
 from services.scansheet.thumbnails import Thumbnail
-from shared.settings import Paper
 from tests.scansheet.conftest import FAST, make_study, send_all, wait_for_sheet
 from tests.scansheet.printing import printed_pages
 from tests.support.server import StartServer

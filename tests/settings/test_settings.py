@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import SettingsError, load_settings
+from services.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from services.app import EMBEDDED, Running, start
+from services.settings import Settings, load_settings
 from shared.log import configure_logging
-from shared.settings import Settings, load_settings
 
 T = TypeVar("T")
 StartServer = Callable[..., "ServerUnderTest"]

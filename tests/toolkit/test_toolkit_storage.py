@@ -1,4 +1,4 @@
-"""``storage``: the store server started from the library, as a site script would."""
+"""``services.app.storage``: the store server started from a script, as a site would."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from tests.support.services import free_tcp_port, sample, wait_for_port
 SCRIPT = """
 import sys
 from pathlib import Path
-from shared.dicom.net import storage
-from shared.settings import load_settings
+from services.app import storage
+from services.settings import load_settings
 
 if __name__ == "__main__":
     settings = load_settings(None, {

@@ -1,0 +1,80 @@
+"""The receiver's settings section: its AE, its ports, who may call it, its limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.settings import AETitle, Section
+
+
+class AllowedCaller(Section):
+    """A calling AE title the receiver accepts, optionally only from one host address (the
+    check is the receiver's policy, :mod:`services.receiver.policy`)."""
+
+    ae_title: AETitle
+    host: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedCaller:
+        """Read ``AE`` or ``AE@host``."""
+        ae_title, _, host = text.partition("@")
+        return cls(ae_title=ae_title, host=host or None)
+
+
+class TLSSettings(Section):
+    """Optional DICOM TLS listener beside the plain one (PS3.15 B.1 secure transport)."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = Field(
+        default=None, description="CA bundle; when set, peers must present a certificate"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TLSSettings:
+        if self.port is not None and (self.cert is None or self.key is None):
+            raise ValueError("a TLS port needs both receiver.tls.cert and receiver.tls.key")
+        for name in ("cert", "key", "ca"):
+            path = getattr(self, name)
+            if self.port is not None and path is not None and not path.is_file():
+                raise ValueError(f"receiver.tls.{name}: no such file: {path}")
+        return self
+
+
+class ReceiverSettings(Section):
+    """The DICOM listener."""
+
+    ae_title: AETitle = "STORE_SERVER"
+    host: str = "0.0.0.0"
+    port: int = Field(default=11112, ge=0, le=65535)
+    allowed_callers: list[AllowedCaller] = Field(
+        default_factory=list, description="empty: any calling AE title is accepted"
+    )
+    require_called_ae: bool = True
+    accept_unknown_sop_classes: bool = True
+    max_associations: int = Field(default=20, ge=1, le=1000)
+    max_pdu_size: int = Field(
+        default=262_144, ge=0, description="largest PDU we receive; 0 means unlimited"
+    )
+    acse_timeout: float = Field(default=30.0, gt=0)
+    dimse_timeout: float = Field(default=60.0, gt=0)
+    network_timeout: float = Field(default=120.0, gt=0)
+    min_free_disk_mb: int = Field(default=1024, ge=0)
+    publish_timeout: float = Field(default=10.0, gt=0)
+    shutdown_grace: float = Field(
+        default=30.0, ge=0, description="seconds to let associations in flight finish"
+    )
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+
+    @field_validator("allowed_callers", mode="before")
+    @classmethod
+    def _callers_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [AllowedCaller.parse(v.strip()) if isinstance(v, str) else v for v in value]
+        return value

@@ -1,0 +1,40 @@
+"""The scan-sheet service's settings section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.settings import Section
+
+Paper = Literal["A4", "Letter"]
+
+
+class ScanSheetSettings(Section):
+    """When a study counts as complete, how its scan sheet's thumbnails are made, and the paper
+    the sheet is laid out for."""
+
+    stable_age: float = Field(
+        default=60.0, gt=0, description="seconds without a new instance before a study completes"
+    )
+    poll_interval: float = Field(
+        default=5.0, ge=0.05, le=300, description="seconds between the monitor's looks"
+    )
+    reannounce_after: float = Field(
+        default=600.0,
+        gt=0,
+        description="an announced study whose sheet is still not written is announced again",
+    )
+    prefetch: int = Field(default=4, ge=1, le=100)
+    thumbnail_size: int = Field(default=192, ge=32, le=1024)
+    thumbnail_timeout: float = Field(default=20.0, gt=0, description="seconds per image")
+    thumbnail_max_pixels: int = Field(default=50_000_000, ge=1, description="per frame")
+    thumbnail_workers: int = Field(default=2, ge=1, le=64, description="worker processes")
+    paper: Paper = Field(default="A4", description="the paper the sheet is printed on")
+    database_retry_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="a sheet is retried this long while the database is unreachable, "
+        "before it goes back to the bus as a failed attempt",
+    )
