@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 # Any printable value up to the UI length limit: real archives hold non-conformant UIDs (some
 # anonymisers write hashes), and refusing them would lose instances a PACS accepts. They are
@@ -32,7 +32,7 @@ class Message(BaseModel):
 
     kind: ClassVar[str]
     version: int = 1
-    sent_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    sent_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -48,7 +48,7 @@ class InstanceReceived(Message):
     transfer_syntax_uid: UID
     spool_name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,200}\.dcm$")
     size: int = Field(ge=0)
-    received_at: datetime
+    received_at: AwareDatetime
     calling_ae: str
     called_ae: str
     peer_address: str
@@ -69,7 +69,7 @@ class InstanceFiled(Message):
     path: str = Field(description="relative to the accounts root")
     size: int = Field(ge=0)
     replaced: bool = False
-    received_at: datetime
+    received_at: AwareDatetime
     calling_ae: str
 
 
@@ -87,7 +87,7 @@ class InstanceRefused(Message):
     status: int = Field(ge=0, le=0xFFFF)
     reason: str = Field(max_length=2000)
     quarantined: str | None = Field(default=None, description="the file kept, if any")
-    received_at: datetime
+    received_at: AwareDatetime
     calling_ae: str
     called_ae: str
     peer_address: str
@@ -101,7 +101,7 @@ class StudyComplete(Message):
     version: Literal[1] = 1
     study_instance_uid: UID
     reason: Literal["stable", "mpps", "manual"]
-    last_received_at: datetime | None = None
+    last_received_at: AwareDatetime | None = None
 
 
 MppsStatus = Literal["IN PROGRESS", "COMPLETED", "DISCONTINUED"]
@@ -122,7 +122,7 @@ class MppsUpdated(Message):
     status: MppsStatus | None
     study_instance_uids: list[UID] = Field(default_factory=list, max_length=100)
     referenced_sop_instance_uids: list[UID] | None = Field(default=None, max_length=100_000)
-    received_at: datetime
+    received_at: AwareDatetime
     calling_ae: str
 
 

@@ -28,7 +28,7 @@ from structlog.contextvars import bound_contextvars
 
 from services.indexer.header import HeaderError, IndexedInstance, read_instance
 from services.indexer.settings import IndexerSettings
-from services.indexer.store import BatchOutcome, index_batch, utc
+from services.indexer.store import BatchOutcome, index_batch
 from shared.bus import Delivery, Reject, Retry
 from shared.consumers import riding_out_outages
 from shared.db.schema import instances
@@ -108,7 +108,7 @@ class Indexing:
 
     async def indexed_since(self, messages: Sequence[InstanceFiled]) -> set[str]:
         """The SOP Instance UIDs the index holds from a message at least as recent as these."""
-        sent = {m.sop_instance_uid: utc(m.received_at) for m in messages}
+        sent = {m.sop_instance_uid: m.received_at for m in messages}
 
         async def query() -> set[str]:
             async with self._engine.connect() as connection:
@@ -117,7 +117,7 @@ class Indexing:
                         instances.c.sop_instance_uid.in_(sent)
                     )
                 )
-                return {uid for uid, at in rows if utc(at) >= sent[uid]}
+                return {uid for uid, at in rows if at >= sent[uid]}
 
         return await self.patiently("index.lookup", query)
 

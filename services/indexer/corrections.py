@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,10 +48,6 @@ class Correction:
     values: dict[str, Any]
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 async def indexed_rows(connection: AsyncConnection, uids: Sequence[str]) -> dict[str, IndexedRow]:
     rows = await connection.execute(
         sa.select(
@@ -68,7 +64,7 @@ async def indexed_rows(connection: AsyncConnection, uids: Sequence[str]) -> dict
     )
     return {
         row.sop_instance_uid: IndexedRow(
-            _utc(row.received_at),
+            row.received_at,
             row.content_hash,
             row.path,
             row.size,
@@ -87,7 +83,7 @@ def corrections_of(
     corrected: dict[str, IndexedInstance] = {}
     for uid, item in newest.items():
         row = before.get(uid)
-        if row is None or _utc(item.message.received_at) < row.received_at:
+        if row is None or item.message.received_at < row.received_at:
             continue
         now = (
             item.instance["content_hash"],
@@ -106,12 +102,12 @@ async def correct(
     """Overwrite each keyed row with its newest correction's non-empty values, unless the row
     holds values more recent still; return the keys whose values changed."""
     newest: dict[str, Correction] = {}
-    for correction in sorted(corrections, key=lambda c: _utc(c.item.message.received_at)):
+    for correction in sorted(corrections, key=lambda c: c.item.message.received_at):
         newest[correction.key] = correction
     changed: list[str] = []
     for name in sorted(newest):  # the lock order
         correction = newest[name]
-        at = _utc(correction.item.message.received_at)
+        at = correction.item.message.received_at
         values = {k: v for k, v in fit(table, correction.values).items() if v is not None}
         row = (
             (
@@ -126,7 +122,7 @@ async def correct(
         )
         if row is None:
             continue
-        if row["attributes_from"] is not None and _utc(row["attributes_from"]) > at:
+        if row["attributes_from"] is not None and row["attributes_from"] > at:
             continue  # a more recent correction was indexed first
         changes = {k: v for k, v in values.items() if row[k] != v}
         await connection.execute(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,8 +20,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
 
+from shared.dicom.values import as_text, storable
 from shared.folding import fold
 from shared.messages import InstanceFiled
 
@@ -177,18 +176,6 @@ def _clean(node: Any) -> Any:
     return node
 
 
-def storable(text: str) -> str:
-    """``text`` as PostgreSQL stores it: without NUL, lone surrogates replaced by ``?``."""
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate, from a broken character set
-            text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
 def _bulky(element: dict[str, Any]) -> bool:
     """A text or numeric value too long for the index (a sequence's items are judged on their
     own): left out like bulk data, so one huge value cannot swell every header query."""
@@ -213,19 +200,7 @@ def _find(dataset: Dataset, keyword: str) -> Any:
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:
-    """A value as text, whatever its VR: bytes (a text tag written with a binary VR) are read
-    as Latin-1, a sequence where text belongs counts as absent."""
-    value = _find(dataset, keyword)
-    if value is None or isinstance(value, Sequence):
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    if isinstance(value, MultiValue | list):
-        value = "\\".join(str(part) for part in value)
-    text = storable(str(value))
-    if not text.isprintable():  # control characters (a broken ISO 2022 escape) mean nothing
-        text = "".join(c for c in text if unicodedata.category(c) != "Cc")
-    return text.strip() or None
+    return as_text(_find(dataset, keyword)) or None
 
 
 def _date(dataset: Dataset, keyword: str) -> str | None:

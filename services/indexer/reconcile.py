@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.indexer.consumer import Indexing
 from services.indexer.header import IndexedInstance
-from services.indexer.store import utc
 from shared.bus import Retry
 from shared.db.audit import Action
 from shared.db.schema import audit_events, instances
@@ -138,9 +137,9 @@ def _due(rows: list[Row]) -> list[InstanceFiled]:
         # Received time, not path, says which filing is newer: a replacement may be filed at
         # the path of the copy it replaces. An identical re-send, which left the row as it
         # was, is read again at each start-up and changes nothing.
-        if received_at is not None and utc(received_at) >= utc(message.received_at):
+        if received_at is not None and received_at >= message.received_at:
             continue
         known = latest.get(message.sop_instance_uid)
-        if known is None or utc(known.received_at) <= utc(message.received_at):
+        if known is None or known.received_at <= message.received_at:
             latest[message.sop_instance_uid] = message
     return list(latest.values())

@@ -55,16 +55,11 @@ class BatchOutcome:
     conflicts: int
 
 
-def utc(moment: datetime) -> datetime:
-    """SQLite gives timestamps back without their zone; every one stored here is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance]) -> BatchOutcome:
     """Write ``batch`` within the caller's transaction."""
     # Oldest first, so that "first" within a batch means first received; the newest message
     # of an instance sent twice in one batch is the one kept.
-    ordered = sorted(batch, key=lambda i: utc(i.message.received_at))
+    ordered = sorted(batch, key=lambda i: i.message.received_at)
     newest = {i.message.sop_instance_uid: i for i in ordered}
     uids = sorted(newest)
     before = await indexed_rows(connection, uids)
@@ -136,7 +131,7 @@ async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance])
         [
             {
                 **fit(instances, newest[uid].instance),
-                "received_at": utc(newest[uid].message.received_at),
+                "received_at": newest[uid].message.received_at,
                 "series_fk": series_ids[newest[uid].message.series_instance_uid],
             }
             for uid in uids
@@ -193,7 +188,7 @@ async def _fill(
         [
             {
                 **fit(table, values(first[name])),
-                "attributes_from": utc(first[name].message.received_at),
+                "attributes_from": first[name].message.received_at,
             }
             for name in keys
         ]

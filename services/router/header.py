@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
 from services.router.naming import StudyFacts, positive_number
 from services.router.physicians import named, pn_values
+from shared.dicom.values import as_text
 from shared.messages import UID_PATTERN
 
 # Only these are parsed: the router's read is on the hot path of every instance, and reading
@@ -77,12 +77,7 @@ def _value(dataset: Dataset, keyword: str) -> object:
 
 
 def _text(dataset: Dataset, keyword: str) -> str:
-    value = _value(dataset, keyword)
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue | list | tuple):
-        value = value[0] if len(value) else ""
-    return str(value).strip()
+    return as_text(_value(dataset, keyword), first_only=True)
 
 
 def read_header(path: Path) -> Header:

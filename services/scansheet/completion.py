@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,11 +30,6 @@ class Claim:
     study_instance_uid: str
     last_received_at: datetime
     announced_at: datetime
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite gives timestamps back without their zone; every one stored here is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _due(now: datetime, reannounce_after: float) -> sa.ColumnElement[bool]:
@@ -64,7 +59,7 @@ async def _claim(
         .values(announced_for=studies.c.last_received_at, announced_at=now)
         .returning(studies.c.study_instance_uid, studies.c.last_received_at)
     )
-    return [Claim(uid, utc(last), now) for uid, last in rows]
+    return [Claim(uid, last, now) for uid, last in rows]
 
 
 async def claim_quiet_studies(
@@ -131,7 +126,7 @@ async def sheet_is_current(connection: AsyncConnection, study_uid: str) -> bool:
     ).one_or_none()
     if row is None or row.sheet_written_for is None or row.last_received_at is None:
         return False
-    return utc(row.sheet_written_for) >= utc(row.last_received_at)
+    return bool(row.sheet_written_for >= row.last_received_at)
 
 
 async def indexed_instances(connection: AsyncConnection, sop_uids: Sequence[str]) -> dict[str, str]:

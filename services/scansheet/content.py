@@ -18,7 +18,6 @@ from typing import Any
 from pydicom.dataset import Dataset
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scansheet.completion import utc
 from shared.db.studies import middle_instance, study_detail
 from shared.dicom.parameters import series_parameters
 from shared.dicom.values import format_date, format_name, format_time, header_text, patient_age
@@ -52,7 +51,8 @@ class UnknownStudy(LookupError):
     """The index holds no such study (or it has no study folder yet)."""
 
 
-def _text(value: Any) -> str:
+def _shown(value: Any) -> str:
+    """An index value as the sheet shows it: nothing when there is none."""
     return "" if value is None else str(value)
 
 
@@ -70,9 +70,9 @@ async def read_content(
         rows.append(
             SeriesRow(
                 series_instance_uid=one["series_instance_uid"],
-                number=_text(one["number"]),
-                description=_text(one["description"]),
-                modality=_text(one["modality"]),
+                number=_shown(one["number"]),
+                description=_shown(one["description"]),
+                modality=_shown(one["modality"]),
                 images=int(one["instance_count"] or 0),
                 parameters=series_parameters(one, middle.header),
                 source=accounts_dir / middle.path if middle.path else None,
@@ -84,27 +84,27 @@ async def read_content(
     return SheetContent(
         study_instance_uid=study_uid,
         study_folder=summary.study_folder or "",
-        last_received_at=utc(summary.last_received_at) if summary.last_received_at else None,
+        last_received_at=summary.last_received_at,
         patient={
-            "name": format_name(_text(patient["name"])),
-            "id": _text(patient["id"]),
-            "birth_date": format_date(_text(patient["birth_date"])),
-            "sex": _text(patient["sex"]),
-            "age": patient_age(header, _text(patient["birth_date"]), _text(summary.study_date)),
+            "name": format_name(_shown(patient["name"])),
+            "id": _shown(patient["id"]),
+            "birth_date": format_date(_shown(patient["birth_date"])),
+            "sex": _shown(patient["sex"]),
+            "age": patient_age(header, _shown(patient["birth_date"]), _shown(summary.study_date)),
             "weight": header_text(header, "PatientWeight", " kg"),
         },
         study={
-            "date": format_date(_text(summary.study_date)),
-            "time": format_time(_text(summary.study_time)),
-            "description": _text(summary.description),
-            "accession": _text(summary.accession_number),
-            "requesting_physician": format_name(_text(detail.attributes["requesting_physician"])),
-            "referring_physician": format_name(_text(detail.attributes["referring_physician"])),
+            "date": format_date(_shown(summary.study_date)),
+            "time": format_time(_shown(summary.study_time)),
+            "description": _shown(summary.description),
+            "accession": _shown(summary.accession_number),
+            "requesting_physician": format_name(_shown(detail.attributes["requesting_physician"])),
+            "referring_physician": format_name(_shown(detail.attributes["referring_physician"])),
             "performing_physician": format_name(header_text(header, "PerformingPhysicianName")),
-            "institution": _text(detail.attributes["institution"]),
-            "station": _text(detail.attributes["station"]),
-            "modality": ", ".join(part for part in _text(summary.modalities).split("\\") if part),
-            "account": _text(summary.account),
+            "institution": _shown(detail.attributes["institution"]),
+            "station": _shown(detail.attributes["station"]),
+            "modality": ", ".join(part for part in _shown(summary.modalities).split("\\") if part),
+            "account": _shown(summary.account),
             "instances": str(summary.instance_count),
             "series": str(summary.series_count),
             "study_instance_uid": study_uid,

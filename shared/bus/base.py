@@ -165,10 +165,10 @@ class Bus(Protocol):
         prefetch: int | None = None,
     ) -> Subscription:
         """Deliver the role's queue, messages of ``kind``, in batches: up to ``max_batch``
-        deliveries, or whatever
-        arrived within ``max_wait`` seconds of the first. A returning handler acks the whole
-        batch; a failing one is given each delivery alone, and each then gets the outcome of
-        :meth:`consume` (ack, retry, dead letter), so one bad message holds back no other.
+        deliveries, or whatever arrived within ``max_wait`` seconds of the first. A returning
+        handler acks the whole batch; a failing one is given each delivery alone, and each
+        then gets the outcome of :meth:`consume` (ack, retry, dead letter), so one bad
+        message holds back no other.
         Payloads that are not valid messages are dead-lettered before the handler sees them.
         """
         ...

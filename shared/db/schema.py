@@ -1,10 +1,13 @@
 """The index schema (SQLAlchemy Core). Migrations in ``migrations/versions`` create it.
 
 One schema for PostgreSQL and SQLite: the instance header is JSONB on PostgreSQL and JSON text
-on SQLite. Times are stored in UTC. A test checks that this module and the migrations agree.
+on SQLite. Times are stored in UTC and come back with their zone on both (:class:`UtcMoment`).
+A test checks that this module and the migrations agree.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -19,7 +22,29 @@ metadata = sa.MetaData(
 )
 
 Header = sa.JSON().with_variant(JSONB(), "postgresql")
-Moment = sa.DateTime(timezone=True)
+
+
+class UtcMoment(sa.TypeDecorator[datetime]):
+    """A moment, stored in UTC and always given back with its zone: SQLite keeps none, and a
+    moment without its zone cannot be compared with one that has it."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a moment without its zone: {value.isoformat()}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Moment = UtcMoment()
 
 accounts = sa.Table(
     "accounts",

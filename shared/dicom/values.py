@@ -7,27 +7,61 @@ than an exception or a guess, since it comes from a modality and is shown, not t
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 
 # pydicom raises these for values it cannot convert (a malformed DS, an odd VM).
 _BAD_VALUE = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError)
 
 
-def header_text(header: Dataset, keyword: str, unit: str = "") -> str:
-    """A header value as text ('' when absent); multiple values joined with a backslash."""
+def as_text(value: object, *, first_only: bool = False) -> str:
+    """A DICOM value as text, '' when there is none: several values joined with a backslash
+    (or the first alone); bytes (a text element written with a binary VR) read as Latin-1; a
+    sequence where text belongs counts as none; control characters and what a database cannot
+    store (NUL, a lone surrogate from a broken character set) taken out; spaces trimmed."""
+    if value is None or isinstance(value, Sequence):
+        return ""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, MultiValue | list | tuple):
+        parts = [as_text(part) for part in value]
+        value = (parts[0] if parts else "") if first_only else "\\".join(parts)
+    text = storable(str(value))
+    if not text.isprintable():  # control characters (a broken ISO 2022 escape) mean nothing
+        text = "".join(c for c in text if unicodedata.category(c) != "Cc")
+    return text.strip()
+
+
+def element_text(dataset: Dataset, keyword: str, *, first_only: bool = False) -> str:
+    """:func:`as_text` of an element, '' when absent or when pydicom cannot convert it."""
     try:
-        value = header.get(keyword)
-        if isinstance(value, MultiValue | list):
-            text = "\\".join(str(part) for part in value)
-        else:
-            text = "" if value is None or isinstance(value, bytes) else str(value)
+        value = dataset.get(keyword)
     except _BAD_VALUE:
         return ""
-    return f"{text}{unit}" if text.strip() else ""
+    return as_text(value, first_only=first_only)
+
+
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL stores it: without NUL, lone surrogates replaced by ``?``."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, from a broken character set
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def header_text(header: Dataset, keyword: str, unit: str = "") -> str:
+    """A header value as text for people, with its unit ('' when absent)."""
+    text = element_text(header, keyword)
+    return f"{text}{unit}" if text else ""
 
 
 def header_numbers(header: Dataset, keyword: str) -> list[float]:

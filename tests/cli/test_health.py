@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from services.app import EMBEDDED
 from services.health import expected_revision
+from tests.support.cli import store_server
 from tests.support.server import ServerUnderTest, server_settings
 from tests.support.services import free_tcp_port
 
 
 def health(*arguments: str, exchange: str = "store-server") -> tuple[int, dict[str, Any]]:
-    completed = subprocess.run(
-        [str(Path(sys.executable).with_name("store-server")), "health", "--json", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"STORE_SERVER_BUS__EXCHANGE": exchange, "PATH": "/usr/bin:/bin"},
+    completed = store_server(
+        "health", "--json", *arguments, env={"STORE_SERVER_BUS__EXCHANGE": exchange}
     )
     return completed.returncode, json.loads(completed.stdout)
 
@@ -54,19 +48,7 @@ def test_consumer_needs_its_broker_and_a_current_schema(
         "database": f"schema at nothing, this code needs {head} (store-server db upgrade)"
     }
 
-    upgrade = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("store-server")),
-            "db",
-            "upgrade",
-            "--database",
-            postgres_url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    upgrade = store_server("db", "upgrade", "--database", postgres_url)
     assert upgrade.returncode == 0, upgrade.stderr
     assert health(*flags, "--bus", amqp_url, exchange=exchange)[0] == 0
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import store_server
+from tests.support.process import run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,12 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_installing_prints_no_licence_warning() -> None:
     # --dry-run still builds the metadata, which is where setuptools judges the licence field.
-    completed = subprocess.run(
+    completed = run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--dry-run", "-e", str(ROOT)],
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
@@ -28,12 +27,6 @@ def test_installing_prints_no_licence_warning() -> None:
 
 
 def test_version_flag_prints_the_installed_version() -> None:
-    completed = subprocess.run(
-        [str(Path(sys.executable).with_name("store-server")), "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = store_server("--version")
     assert (completed.returncode, completed.stderr) == (0, "")
     assert completed.stdout == f"store-server {version('store-server')}\n"

@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from services.health import expected_revision
 from shared.db.engine import create_engine, current_revision, open_index, upgrade
 from shared.db.schema import metadata
+from tests.support.cli import store_server
 
 HEAD = expected_revision()
 
@@ -56,13 +57,6 @@ async def test_upgrading_twice_changes_nothing(database_url: str) -> None:
         assert await current_revision(engine) == HEAD
     finally:
         await engine.dispose()
-
-
-def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
-    command = Path(sys.executable).with_name("store-server")
-    return subprocess.run(
-        [str(command), *arguments], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def test_db_commands_find_the_index_like_the_server(tmp_path: Path) -> None:

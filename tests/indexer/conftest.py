@@ -15,7 +15,7 @@ from shared.db.audit import AuditEvent
 from shared.db.engine import create_engine
 from shared.messages import InstanceFiled
 from tests.conftest import Backend
-from tests.indexer.filing import indexed_events, indexer_settings
+from tests.support.filing import indexed_events, indexer_settings
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from shared.db.schema import instances, studies
 from shared.messages import InstanceFiled
 from tests.bus.test_contract import wait_for_dead
 from tests.indexer.conftest import indexed_events_of, indexer, publish
-from tests.indexer.filing import counts, file_instance, later, mr_study, wait_for_instances
+from tests.support.filing import counts, file_instance, later, mr_study, wait_for_instances
 
 
 async def test_redeliveries_and_resends_change_only_what_changed(settings: Settings) -> None:

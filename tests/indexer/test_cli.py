@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.indexer.conftest import indexer, publish
-from tests.indexer.filing import (
+from tests.support.cli import store_server
+from tests.support.filing import (
     file_instance,
     indexer_settings,
     mr_study,
     unique_exchange,
     wait_for_instances,
 )
-
-
-def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
-    command = Path(sys.executable).with_name("store-server")
-    return subprocess.run(
-        [str(command), *arguments], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 async def test_studies_and_study_show_what_was_indexed(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from shared.db.engine import open_index
 from shared.db.schema import instances, patients, series, studies
 from shared.messages import InstanceFiled
 from tests.indexer.conftest import indexer, publish
-from tests.indexer.filing import (
+from tests.support.filing import (
     counts,
     file_instance,
     mr_study,

@@ -14,7 +14,7 @@ from pydicom import dcmread
 from services.settings import Settings
 from shared.db.schema import instances, patients, series, studies
 from tests.indexer.conftest import indexed_events_of, indexer, publish
-from tests.indexer.filing import FOLDER, counts, file_instance, mr_study, wait_for_instances
+from tests.support.filing import FOLDER, counts, file_instance, mr_study, wait_for_instances
 from tests.support.services import sample
 
 SAMPLES = ("MR_small.dcm", "CT_small.dcm", "emri_small.dcm", "SC_rgb.dcm")

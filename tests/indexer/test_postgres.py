@@ -19,7 +19,7 @@ from shared.db.engine import create_engine, open_index
 from shared.db.schema import instances, series, studies
 from shared.messages import InstanceFiled
 from tests.indexer.conftest import indexed_events_of, indexer
-from tests.indexer.filing import (
+from tests.support.filing import (
     counts,
     file_instance,
     indexer_settings,

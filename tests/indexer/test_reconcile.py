@@ -8,7 +8,7 @@ from services.settings import Settings
 from shared.db.engine import open_index
 from shared.db.schema import instances
 from tests.indexer.conftest import indexed_events_of, indexer
-from tests.indexer.filing import counts, file_instance, later, mr_study, record_filing
+from tests.support.filing import counts, file_instance, later, mr_study, record_filing
 
 
 async def test_start_up_indexes_filings_the_index_lacks(settings: Settings) -> None:

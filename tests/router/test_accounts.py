@@ -9,7 +9,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -24,19 +23,14 @@ from tests.router.conftest import (
     sop_uid_of,
     wait_for_filed,
 )
+from tests.support import cli
 from tests.support.process import wait_until
 from tests.support.server import ServerUnderTest
 
 
 def store_server(data_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    command = Path(sys.executable).with_name("store-server")
-    return subprocess.run(
-        [str(command), *arguments, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """A command on the data directory ``data_dir``."""
+    return cli.store_server(*arguments, "--data-dir", str(data_dir))
 
 
 def test_accounts_commands(tmp_path: Path) -> None:
@@ -174,16 +168,14 @@ def test_dead_letters_command_lists_and_requeues_on_rabbitmq(
     assert server.running is not None
     wait_until(lambda: server.call(server.running.bus.dead_letters("router")), message="dead")
     environment = ["--bus", amqp_url, "--data-dir", str(server.settings.data_dir)]
-    command = [str(Path(sys.executable).with_name("store-server")), "dead-letters", "router"]
 
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*command, *extra, *environment],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "STORE_SERVER_BUS__EXCHANGE": exchange},
+        return cli.store_server(
+            "dead-letters",
+            "router",
+            *extra,
+            *environment,
+            env={"STORE_SERVER_BUS__EXCHANGE": exchange},
         )
 
     [listed] = json.loads(run("--json").stdout)

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from pydicom.uid import generate_uid
 
 from services.cli.main import build_parser
@@ -20,19 +19,13 @@ from tests.scansheet.conftest import (
     sheet_json_path,
     wait_for_sheet,
 )
+from tests.support.cli import store_server
 from tests.support.process import wait_until
 from tests.support.server import ServerUnderTest, server_settings
 from tests.support.services import free_tcp_port
 
 # The MR series' Pixel Spacing (0028,0030) is 0.9\0.9: between rows, then between columns.
 PIXEL_SPACING = "0.9 \N{MULTIPLICATION SIGN} 0.9 mm"
-
-
-def store_server(*arguments: str) -> subprocess.CompletedProcess[str]:
-    command = Path(sys.executable).with_name("store-server")
-    return subprocess.run(
-        [str(command), *arguments], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def test_sheet_writes_a_study_sheet_on_demand(tmp_path: Path) -> None:
@@ -65,10 +58,13 @@ def test_sheet_writes_a_study_sheet_on_demand(tmp_path: Path) -> None:
     assert "no indexed study 1.2.3.999" in unknown.stderr
 
 
-def test_stable_age_flag_on_run_and_scansheet() -> None:
-    for command in ("run", "scansheet"):
-        args = build_parser().parse_args([command, "--stable-age", "7.5"])
-        assert settings_from_args(args).scansheet.stable_age == 7.5
+@pytest.mark.parametrize("command", ["run", "scansheet"])
+def test_stable_age_flag(command: str) -> None:
+    args = build_parser().parse_args([command, "--stable-age", "7.5"])
+    assert settings_from_args(args).scansheet.stable_age == 7.5
+
+
+def test_a_bad_stable_age_is_refused_naming_it() -> None:
     refused = store_server("scansheet", "--stable-age", "0", "--bus", "amqp://nowhere/")
     assert refused.returncode == 2
     assert "scansheet.stable_age" in refused.stderr

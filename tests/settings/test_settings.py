@@ -3,13 +3,12 @@ setting and stop start-up."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from services.settings import SettingsError, load_settings
+from tests.support.cli import store_server
 
 
 @pytest.fixture(autouse=True)
@@ -100,28 +99,14 @@ def test_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_bad_setting_stops_the_command_with_its_name(tmp_path: Path) -> None:
-    command = Path(sys.executable).with_name("store-server")
-    result = subprocess.run(
-        [str(command), "run", "--data-dir", str(tmp_path), "--port", "99999"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = store_server("run", "--data-dir", str(tmp_path), "--port", "99999")
     assert result.returncode == 2
     assert "receiver.port (environment STORE_SERVER_RECEIVER__PORT)" in result.stderr
     assert not (tmp_path / "spool").exists()  # stopped before doing anything
 
 
 def test_receiver_alone_refuses_the_in_process_bus(tmp_path: Path) -> None:
-    command = Path(sys.executable).with_name("store-server")
-    result = subprocess.run(
-        [str(command), "receiver", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = store_server("receiver", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert "bus.url: the receiver on its own needs an amqp:// bus" in result.stderr
 

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.support.process import run
+
 STORE_SERVER = str(Path(sys.executable).with_name("store-server"))
 # Dropped to run a command as root without root's power to read any file.
 _FILE_OVERRIDES = "-dac_override,-dac_read_search"
@@ -23,11 +25,4 @@ def store_server(
     command = [STORE_SERVER, *arguments]
     if unprivileged and os.geteuid() == 0:
         command = ["setpriv", f"--bounding-set={_FILE_OVERRIDES}", *command]
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
+    return run(command, timeout=timeout, env=env)

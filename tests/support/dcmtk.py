@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.services import require_tool
+from tests.support.process import run
+from tests.support.services import free_tcp_port, require_tool, wait_for_port
 
 # Without it DCMTK waits for Nagle's algorithm on every message (about 40 ms each).
 ENVIRONMENT = {**os.environ, "TCP_NODELAY": "1"}
@@ -77,15 +79,42 @@ def echoscu(
     return _run(command, 60)
 
 
-def _run(command: list[str], timeout: float) -> Outcome:
-    completed = subprocess.run(
-        command,
+def dcmdump(path: Path, *options: str) -> str:
+    """What ``dcmdump`` prints of a file (it must read it)."""
+    return run([require_tool("dcmdump"), *options, str(path)], env=ENVIRONMENT, check=True).stdout
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The errors dicom3tools' ``dciodvfy`` finds in a file against its IOD."""
+    report = run([require_tool("dciodvfy"), str(path)])
+    return [
+        line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")
+    ]
+
+
+@contextmanager
+def storescp(output: Path, *options: str) -> Iterator[int]:
+    """DCMTK's ``storescp`` writing what it receives into ``output``; yields its port."""
+    port = free_tcp_port()
+    process = subprocess.Popen(
+        [require_tool("storescp"), "--output-directory", str(output), *options, str(port)],
         env=ENVIRONMENT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    try:
+        try:
+            wait_for_port(port)
+        except OSError:
+            raise AssertionError(f"storescp did not listen on {port} ({process.poll()})") from None
+        yield port
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _run(command: list[str], timeout: float) -> Outcome:
+    completed = run(command, timeout=timeout, env=ENVIRONMENT)
     return Outcome(completed.returncode, completed.stdout + completed.stderr)
 
 

@@ -7,10 +7,30 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from tests.support.services import wait_for_port
+
+
+def run(
+    command: Sequence[str],
+    *,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """A command run to its end, its output captured as text: every tool a test runs (the
+    ``store-server`` command, DCMTK, dicom3tools, Chromium) goes through here."""
+    return subprocess.run(
+        list(command),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        env={**os.environ, **(env or {})},
+    )
 
 
 class ServerProcess:

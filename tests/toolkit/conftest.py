@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,28 +31,13 @@ class StoreSCP:
 
 @pytest.fixture
 def start_storescp(tmp_path: Path) -> Iterator[Callable[..., StoreSCP]]:
-    """Start storescp with extra options (e.g. ``+xa``); every one is killed at teardown."""
-    executable = require_tool("storescp")
-    running: list[subprocess.Popen[bytes]] = []
+    """Start storescp with extra options (e.g. ``+xa``); every one is stopped at teardown."""
+    with ExitStack() as running:
 
-    def start(*options: str) -> StoreSCP:
-        port = unused_port()
-        received = tmp_path / f"storescp-{port}"
-        received.mkdir()
-        process = subprocess.Popen(
-            [executable, "--output-directory", str(received), *options, str(port)],
-            env=DCMTK_ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        running.append(process)
-        try:
-            services.wait_for_port(port)
-        except OSError:
-            pytest.fail(f"storescp did not listen on {port} (exit code {process.poll()})")
-        return StoreSCP(port, received)
+        def start(*options: str) -> StoreSCP:
+            received = tmp_path / f"storescp-{len(list(tmp_path.glob('storescp-*')))}"
+            received.mkdir()
+            port = running.enter_context(dcmtk.storescp(received, *options))
+            return StoreSCP(port, received)
 
-    yield start
-    for process in running:
-        process.kill()
-        process.wait(timeout=10)
+        yield start

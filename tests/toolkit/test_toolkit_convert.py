@@ -100,12 +100,17 @@ def test_monochrome1_is_inverted_after_voi(tmp_path: Path) -> None:
     assert picture[high].mean() + 100 < picture[low].mean(), "highest values are the darkest"
 
 
-def test_colour_models_come_out_as_rgb(tmp_path: Path) -> None:
-    # SC_rgb: a red band on top; the YBR_FULL_422 JPEG and the palette file must look alike.
-    for name in ("SC_rgb.dcm", "SC_rgb_dcmtk_+eb+cy+s2.dcm", "SC_ybr_full_uncompressed.dcm"):
-        [written] = dcm_to_jpg(sample_file(name), tmp_path / f"{name}.jpg", quality=95)
-        red = np.asarray(Image.open(written), dtype=float)[2:8, 40:60].mean(axis=(0, 1))
-        assert red[0] > 200 and red[1] < 40 and red[2] < 40, name
+# SC_rgb: a red band on top; the YBR_FULL_422 JPEG and the palette file must look alike.
+@pytest.mark.parametrize(
+    "name", ["SC_rgb.dcm", "SC_rgb_dcmtk_+eb+cy+s2.dcm", "SC_ybr_full_uncompressed.dcm"]
+)
+def test_colour_models_come_out_as_rgb(tmp_path: Path, name: str) -> None:
+    [written] = dcm_to_jpg(sample_file(name), tmp_path / f"{name}.jpg", quality=95)
+    red = np.asarray(Image.open(written), dtype=float)[2:8, 40:60].mean(axis=(0, 1))
+    assert red[0] > 200 and red[1] < 40 and red[2] < 40
+
+
+def test_both_byte_orders_give_one_picture(tmp_path: Path) -> None:
     little = dcm_to_jpg(sample_file("OBXXXX1A.dcm"), tmp_path / "le.jpg")[0]
     big = dcm_to_jpg(sample_file("OBXXXX1A_expb.dcm"), tmp_path / "be.jpg")[0]
     difference = np.abs(np.asarray(Image.open(little), float) - np.asarray(Image.open(big), float))
@@ -201,20 +206,20 @@ def test_every_frame_follows_the_extension(tmp_path: Path) -> None:
     assert thumbnail.read_bytes().startswith(PNG_SIGNATURE)
 
 
+@pytest.mark.parametrize("kind", ["jpg", "thumbnail"])
 def test_other_extensions_are_refused_naming_those_accepted(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
 ) -> None:
     target = tmp_path / "picture.gif"
     with pytest.raises(
         ConversionError, match=r"picture\.gif: the name must end in .jpg, .jpeg or .png"
     ):
         dcm_to_jpg(sample_file("CT_small.dcm"), target)
-    for kind in ("jpg", "thumbnail"):
-        with pytest.raises(SystemExit) as exited:
-            main(["convert", kind, str(sample_file("CT_small.dcm")), str(target)])
-        assert exited.value.code == 2
-        assert capsys.readouterr().err == (
-            f"store-server convert {kind}: argument DST: {str(target)!r}: the name must end "
-            f"in .jpg, .jpeg or .png (see store-server convert {kind} --help)\n"
-        )
+    with pytest.raises(SystemExit) as exited:
+        main(["convert", kind, str(sample_file("CT_small.dcm")), str(target)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        f"store-server convert {kind}: argument DST: {str(target)!r}: the name must end "
+        f"in .jpg, .jpeg or .png (see store-server convert {kind} --help)\n"
+    )
     assert not target.exists()

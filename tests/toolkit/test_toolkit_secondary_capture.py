@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 from services.cli.main import main
 from shared.dicom.convert import ConversionError, dcm_to_jpg
 from shared.dicom.secondary_capture import PatientStudy, jpg_to_dcm
-from tests.toolkit.conftest import DCMTK_ENV, require_tool
+from tests.support.dcmtk import dciodvfy_errors, dcmdump
 
 PATIENT = PatientStudy(
     patient_name="Müller^Anna",
@@ -49,19 +48,8 @@ def test_baseline_jpeg_is_kept_encapsulated_and_valid(colour_jpeg: Path, tmp_pat
     assert dataset.PatientName == "Müller^Anna" and dataset.PatientBirthDate == "19700102"
     assert dataset.SOPInstanceUID == written.sop_instance_uid
     assert dataset.LossyImageCompression == "01"
-    verification = subprocess.run(
-        [require_tool("dciodvfy"), str(written.path)], capture_output=True, text=True, check=False
-    )
-    report = verification.stdout + verification.stderr
-    assert "SCImage" in report
-    assert [line for line in report.splitlines() if line.startswith("Error")] == []
-    dump = subprocess.run(
-        [require_tool("dcmdump"), str(written.path)],
-        capture_output=True,
-        text=True,
-        env=DCMTK_ENV,
-        check=True,
-    ).stdout
+    assert dciodvfy_errors(written.path) == []
+    dump = dcmdump(written.path)
     assert "(0010,0010) PN [Müller^Anna]" in dump and "=SecondaryCaptureImageStorage" in dump
 
 
@@ -89,12 +77,7 @@ def test_grey_and_progressive_pictures(tmp_path: Path) -> None:
     dataset = pydicom.dcmread(written.path)
     assert dataset.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian  # not process 1
     assert dataset.pixel_array.shape == (64, 256, 3)
-    report = subprocess.run(
-        [require_tool("dciodvfy"), str(written.path)], capture_output=True, text=True, check=False
-    )
-    assert [
-        line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")
-    ] == []
+    assert dciodvfy_errors(written.path) == []
 
 
 def test_into_an_existing_study(colour_jpeg: Path, tmp_path: Path) -> None:

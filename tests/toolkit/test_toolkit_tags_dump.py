@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tracemalloc
 from pathlib import Path
 
@@ -16,21 +15,12 @@ from pydicom.uid import JPEG2000Lossless
 
 from services.cli.main import main
 from shared.dicom.tags import get_tag_by_keyword, load_tags
-from tests.toolkit.conftest import DCMTK_ENV, require_tool, sample_file
+from tests.support.dcmtk import dcmdump
+from tests.toolkit.conftest import sample_file
 
 _DUMP_LINE = re.compile(r"^( *)\(([0-9a-f]{4},[0-9a-f]{4})\) (\w\w) ")
 _OUR_LINE = re.compile(r"^( *)\(([0-9A-F]{4},[0-9A-F]{4})\) ")
 BIG = 32 * 1024 * 1024
-
-
-def dcmdump(path: Path) -> str:
-    return subprocess.run(
-        [require_tool("dcmdump"), str(path)],
-        capture_output=True,
-        text=True,
-        env=DCMTK_ENV,
-        check=True,
-    ).stdout
 
 
 def dcmdump_tree(path: Path) -> list[tuple[int, str]]:

@@ -1,4 +1,5 @@
-"""Filing as the router does it, for the indexer's tests: files at the router's layout, the
+"""Filing as the router does it, for the tests of what comes after it (the indexer, the
+commands that read the index, the benchmarks): files at the router's layout, the
 ``instance.filed`` messages, and the audit events the router writes with them."""
 
 from __future__ import annotations
