@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from services.health import expected_revision
 from shared.db.engine import create_engine, current_revision, open_index, upgrade
 from shared.db.schema import metadata
-from tests.support.cli import store_server
+from tests.support.cli import STORE_SERVER, store_server
+from tests.support.process import run_together
 
 HEAD = expected_revision()
 
@@ -69,23 +68,8 @@ def test_db_commands_find_the_index_like_the_server(tmp_path: Path) -> None:
 
 
 def test_three_processes_migrating_at_once_on_postgresql(postgres_url: str) -> None:
-    runs = [
-        subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("store-server")),
-                "db",
-                "upgrade",
-                "--database",
-                postgres_url,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    outcomes = [run.communicate(timeout=120) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0, 0], outcomes
+    upgrades = run_together([[STORE_SERVER, "db", "upgrade", "--database", postgres_url]] * 3)
+    assert [done.returncode for done in upgrades] == [0, 0, 0], upgrades
     engine = create_engine(postgres_url)
     try:
         assert asyncio.run(current_revision(engine)) == HEAD

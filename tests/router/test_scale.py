@@ -3,7 +3,6 @@ three routers, three modalities sending one study at once, and a router killed m
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -15,8 +14,8 @@ from pydicom.uid import generate_uid
 
 from tests.router.conftest import make_instance
 from tests.support import dcmtk
-from tests.support.process import ServerProcess, wait_until
-from tests.support.services import free_tcp_port, require_tool
+from tests.support.process import ServerProcess, run_together, wait_until
+from tests.support.services import free_tcp_port
 
 INSTANCES = 300
 SENDERS = 3
@@ -89,19 +88,9 @@ def study(folder: Path) -> list[list[Path]]:
 
 
 def send_in_parallel(site: Site, parts: list[list[Path]]) -> None:
-    senders = [
-        subprocess.Popen(
-            [require_tool("storescu"), "-v", "-aec", "STORE_SERVER", "127.0.0.1", str(site.port)]
-            + [str(path) for path in part],
-            env=dcmtk.ENVIRONMENT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for part in parts
-    ]
-    for sender in senders:
-        output = sender.communicate(timeout=300)[0].decode()
-        assert sender.returncode == 0, output
+    commands = [dcmtk.storescu_command(site.port, part) for part in parts]
+    for sent in run_together(commands, env=dcmtk.ENVIRONMENT):
+        assert sent.returncode == 0, sent.stdout + sent.stderr
 
 
 def assert_filed_exactly_once(site: Site, parts: list[list[Path]]) -> None:

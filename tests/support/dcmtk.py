@@ -43,7 +43,22 @@ def storescu(
     timeout: float = 300,
 ) -> Outcome:
     """Send files as a modality would: one association, each file in its own syntax."""
-    command = [
+    command = storescu_command(
+        port, paths, called_ae=called_ae, calling_ae=calling_ae, options=options
+    )
+    return _run(command, timeout)
+
+
+def storescu_command(
+    port: int,
+    paths: Sequence[Path],
+    *,
+    called_ae: str = "STORE_SERVER",
+    calling_ae: str = "STORESCU",
+    options: Sequence[str] = (),
+) -> list[str]:
+    """The ``storescu`` command line, for a sender run in the background or with others."""
+    return [
         require_tool("storescu"),
         "-v",
         "-aet",
@@ -55,7 +70,6 @@ def storescu(
         str(port),
         *map(str, paths),
     ]
-    return _run(command, timeout)
 
 
 def echoscu(

@@ -33,6 +33,31 @@ def run(
     )
 
 
+def run_together(
+    commands: Sequence[Sequence[str]],
+    *,
+    timeout: float = 300,
+    env: Mapping[str, str] | None = None,
+) -> list[subprocess.CompletedProcess[str]]:
+    """Commands started at once and each run to its end (modalities sending together,
+    processes racing), their output captured as text, in the order given."""
+    started = [
+        subprocess.Popen(
+            list(command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        for command in commands
+    ]
+    done = []
+    for process in started:
+        stdout, stderr = process.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    return done
+
+
 class ServerProcess:
     """``store-server <command> ...`` in a subprocess; killed at exit if still running."""
 
