@@ -24,6 +24,7 @@ from services.scansheet import ScanSheets, WrittenSheet, write_sheet_now
 from services.settings import Settings
 from shared.bus import Bus, open_bus
 from shared.db.engine import open_index
+from shared.heartbeat import Heartbeat, beat_path
 from shared.log import configure_logging, get_logger
 from shared.process import DataDirectoryLock, StartError
 
@@ -32,6 +33,10 @@ log = get_logger(__name__)
 
 class Service(Protocol):
     """A started service: stopped once, in the reverse order of starting."""
+
+    def problem(self) -> str | None:
+        """Why it is not working now (not consuming, not listening), or None."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -45,6 +50,7 @@ class Running:
     engine: AsyncEngine | None = None
     lock: DataDirectoryLock | None = None
     services: dict[str, Service] = field(default_factory=dict)
+    heartbeat: Heartbeat | None = None
 
     @property
     def index(self) -> AsyncEngine:
@@ -56,7 +62,16 @@ class Running:
         receiver = self.services.get("receiver")
         return receiver if isinstance(receiver, Receiver) else None
 
+    def problem(self) -> str | None:
+        """Why this process is not working now, for its heartbeat; None when it is."""
+        trouble = self.bus.problem()
+        for role, service in self.services.items():
+            trouble = trouble or (f"{role}: {found}" if (found := service.problem()) else None)
+        return trouble
+
     async def stop(self) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         for role in reversed(list(self.services)):
             await self.services.pop(role).stop()
         await self.bus.close()
@@ -114,6 +129,12 @@ EMBEDDED = tuple(STARTERS)
 NEEDS_INDEX = frozenset(STARTERS) - {"receiver"}
 
 
+def process_role(roles: Collection[str]) -> str:
+    """The role a process runs as, for its heartbeat and its health check: ``run`` for the
+    embedded server, else the role it was started as."""
+    return "run" if set(roles) == set(EMBEDDED) else "+".join(sorted(roles))
+
+
 def claim_data_dir(settings: Settings, roles: Collection[str]) -> DataDirectoryLock | None:
     """The data directory's lock, for a process that receives (it owns the spool); raises
     :class:`StartError` when another process holds it."""
@@ -155,6 +176,9 @@ async def start(
         for role, starter in STARTERS.items():
             if role in roles:
                 running.services[role] = await starter(running)
+        path = beat_path(settings.data_dir, process_role(roles), settings.instance)
+        running.heartbeat = Heartbeat(path, running.problem)
+        await running.heartbeat.start()
     except BaseException:
         await running.stop()
         raise

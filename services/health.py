@@ -1,8 +1,11 @@
 """Health checks for a process without HTTP: ``store-server health`` exits 0 when healthy.
 
-Each role is checked for what it cannot work without: the receiver answers DICOM on its port
-and has disk to spool on; every process reaches its broker; the consumers reach the index, at
-the schema revision this code expects. Container and systemd health checks call the command.
+First, whether the process of that role is alive and working: its heartbeat (see
+:mod:`shared.heartbeat`) is fresh, from a process that still runs, and reports no problem (a
+lost broker connection, a stopped consumer). Then what the role cannot work without: the
+receiver answers DICOM on its port and has disk to spool on; every process reaches its broker;
+the consumers reach the index, at the schema revision this code expects. Container health
+checks call the command.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
@@ -19,14 +23,15 @@ from alembic.script import ScriptDirectory
 from services.settings import Settings
 from shared.db.engine import MIGRATIONS, create_engine, current_revision, wait_for_database
 from shared.dicom.net import AssociationRejected, NetError, echo
+from shared.heartbeat import beat_path, judge, read_beat
 from shared.hosts import check_host_name
 
 ROLE_CHECKS = {
-    "run": ("receiver", "disk", "database"),
-    "receiver": ("receiver", "disk", "bus"),
-    "router": ("bus", "database", "disk"),
-    "indexer": ("bus", "database"),
-    "scansheet": ("bus", "database"),
+    "run": ("process", "receiver", "disk", "database"),
+    "receiver": ("process", "receiver", "disk", "bus"),
+    "router": ("process", "bus", "database", "disk"),
+    "indexer": ("process", "bus", "database"),
+    "scansheet": ("process", "bus", "database"),
 }
 
 
@@ -56,6 +61,12 @@ def _receiver(settings: Settings, within: float) -> Check:
         result.ok,
         f"C-ECHO {result.category} in {result.round_trip * 1000:.0f} ms on port {receiver.port}",
     )
+
+
+def _process(settings: Settings, role: str) -> Check:
+    path = beat_path(settings.data_dir, role, settings.instance)
+    ok, detail = judge(read_beat(path), datetime.now(UTC))
+    return Check("process", ok, f"{detail} ({path.name})")
 
 
 def _disk(settings: Settings) -> Check:
@@ -120,7 +131,9 @@ async def check(settings: Settings, role: str, within: float = 5.0) -> list[Chec
     """The checks of ``role``, in order."""
     results: list[Check] = []
     for name in ROLE_CHECKS[role]:
-        if name == "receiver":
+        if name == "process":
+            results.append(await asyncio.to_thread(_process, settings, role))
+        elif name == "receiver":
             results.append(await asyncio.to_thread(_receiver, settings, within))
         elif name == "disk":
             results.append(_disk(settings))

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Annotated[Path, AfterValidator(existing_folder)] = Path("data")
+    instance: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_-]{0,32}$",
+        description="tells apart processes of one role on one host (systemd's router@N)",
+    )
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

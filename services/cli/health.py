@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 
 from services.cli.options import add_settings_flags, settings_from_args
 from services.health import ROLE_CHECKS, check
@@ -13,12 +14,22 @@ from services.health import ROLE_CHECKS, check
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     command = commands.add_parser(
         "health",
-        help="check a running service's dependencies (exit code 0: healthy)",
-        description="Check what a service cannot work without, for container and systemd "
-        "health checks: the DICOM port answers, the broker and the index are reachable, the "
-        "schema is current, the spool has disk.",
+        help="check that a service's process works, and what it needs (exit code 0: healthy)",
+        description="Check, for container health checks, that the process of a role is alive "
+        "and working (its heartbeat), and what it cannot work without: the DICOM port "
+        "answers, the broker and the index are reachable, the schema is current, the spool "
+        "has disk.",
     )
-    command.add_argument("--role", choices=sorted(ROLE_CHECKS), default="run")
+    command.add_argument(
+        "--role",
+        choices=sorted(ROLE_CHECKS),
+        # A container's image runs any role; its environment says which.
+        default=os.environ.get("STORE_SERVER_ROLE", "run"),
+        help="the role of the process to check (default: $STORE_SERVER_ROLE, else run)",
+    )
+    command.add_argument(
+        "--instance", help="which of several processes of the role on this host (router@N)"
+    )
     command.add_argument("--timeout", type=float, default=5.0, help="seconds per check")
     command.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add_settings_flags(command, server=True)

@@ -99,6 +99,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["database"] = {"url": args.database}
     if getattr(args, "log_level", None) is not None:
         overrides["log"] = {"level": args.log_level}
+    if getattr(args, "instance", None) is not None:
+        overrides["instance"] = args.instance
     for flag, field in (("port", "port"), ("ae_title", "ae_title"), ("host", "host")):
         if getattr(args, flag, None) is not None:
             receiver[field] = getattr(args, flag)

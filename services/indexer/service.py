@@ -75,6 +75,9 @@ class Indexer:
             log.error("index.reconcile_stopped", error=str(error))
             return None
 
+    def problem(self) -> str | None:
+        return None if self._subscription is not None else "not consuming"
+
     async def stop(self) -> None:
         if self._catch_up is not None and not self._catch_up.done():
             # Unfinished catch-up is simply done again at the next start.

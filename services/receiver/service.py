@@ -57,6 +57,9 @@ class Receiver:
         self._listener = Listener(self._settings, self._spool, intake, self._publish_from_thread)
         await asyncio.to_thread(self._listener.start)
 
+    def problem(self) -> str | None:
+        return None if self._listener is not None else "not listening"
+
     async def stop(self) -> None:
         if self._listener is not None:
             await asyncio.to_thread(self._listener.stop, self._settings.shutdown_grace)

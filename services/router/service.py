@@ -53,6 +53,9 @@ class Router:
         self._subscription = await self._bus.consume(ROLE, routes, prefetch=self._settings.prefetch)
         log.info("router.started", prefetch=self._settings.prefetch)
 
+    def problem(self) -> str | None:
+        return None if self._subscription is not None else "not consuming"
+
     async def stop(self) -> None:
         if self._subscription is not None:
             await self._subscription.stop(drain=DRAIN_SECONDS)

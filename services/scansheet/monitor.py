@@ -48,6 +48,11 @@ class StudyMonitor:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="study-monitor")
 
+    def problem(self) -> str | None:
+        if self._task is None or self._task.done():
+            return "the study monitor is not running"
+        return None
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

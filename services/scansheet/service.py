@@ -89,6 +89,11 @@ class ScanSheets:
             poll_interval=self._settings.poll_interval,
         )
 
+    def problem(self) -> str | None:
+        if self._subscription is None:
+            return "not consuming"
+        return self.monitor.problem()
+
     async def stop(self) -> None:
         await self.monitor.stop()
         if self._subscription is not None:

@@ -98,6 +98,15 @@ class AmqpBus:
     def durable(self) -> bool:
         return True
 
+    def problem(self) -> str | None:
+        if self._connection is None:
+            return "not connected to the broker"
+        # A robust connection is never "closed" while it reconnects; its ``connected`` event is
+        # what tells a working connection from one waiting for the broker to come back.
+        if self._connection.is_closed or not self._connection.connected.is_set():
+            return "broker connection lost (reconnecting)"
+        return None
+
     def queue_name(self, role: str) -> str:
         return f"{self._settings.exchange}.{role}"
 

@@ -139,6 +139,10 @@ class Bus(Protocol):
         """Connect (waiting a bounded time for the broker) and declare the whole topology."""
         ...
 
+    def problem(self) -> str | None:
+        """Why the bus cannot deliver or publish now (its broker connection lost), or None."""
+        ...
+
     async def publish(self, message: Message) -> None:
         """Publish and wait for the confirm; raise :class:`PublishError` otherwise."""
         ...

@@ -93,6 +93,9 @@ class MemoryBus:
             self._dead.setdefault(consumer.role, [])
             self._retries.setdefault(consumer.role, set())
 
+    def problem(self) -> str | None:
+        return "the in-process bus is closed" if self._closed else None
+
     async def publish(self, message: Message) -> None:
         await self.publish_raw(message.kind, message.to_bytes())
 

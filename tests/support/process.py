@@ -94,6 +94,11 @@ class ServerProcess:
         return self
 
     @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
     def output(self) -> str:
         return self._log_path.read_text(encoding="utf-8", errors="replace")
 
