@@ -98,7 +98,10 @@ class Settings(BaseSettings):
         return self.paths.accounts
 
     @property
-    def log_file(self) -> Path:
+    def log_file(self) -> Path | None:
+        """Where the log is written besides stdout; None when only stdout is."""
+        if not self.log.to_file:
+            return None
         return self.log.file or self.data_dir / "logs" / "store-server.log"
 
     @property

@@ -110,6 +110,10 @@ class DatabaseSettings(Section):
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: Path | None = Field(default=None, description="default: <data_dir>/logs/store-server.log")
+    to_file: bool = Field(
+        default=True,
+        description="false: stdout only, as in a container whose engine collects stdout",
+    )
 
 
 @dataclass(frozen=True)

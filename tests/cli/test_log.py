@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 from services.app import EMBEDDED
 from tests.router.conftest import make_instance, wait_for_filed
 from tests.support import dcmtk
-from tests.support.process import wait_until
+from tests.support.process import ServerProcess, wait_until
 from tests.support.server import ServerUnderTest, server_settings
 from tests.support.services import free_tcp_port
 
@@ -26,6 +26,7 @@ ODD: dict[int | None, tuple[str, bytes]] = {
 
 
 def lines(server: ServerUnderTest) -> list[dict[str, Any]]:
+    assert server.settings.log_file is not None
     text = server.settings.log_file.read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -77,3 +78,22 @@ def test_a_port_probe_and_a_stranger_speaking_http_are_not_warnings(tmp_path: Pa
         assert dcmtk.echoscu(server.port).returncode == 0  # and the port still answers
     assert idle.fileno() == -1
     assert [line for line in lines(server) if line["level"] in ("warning", "error")] == []
+
+
+def test_in_a_container_the_log_is_json_lines_on_stdout_and_no_file(tmp_path: Path) -> None:
+    """``log.to_file = false``, as the image sets it: the engine collects stdout."""
+    port = free_tcp_port()
+    flags = ["--data-dir", str(tmp_path / "data"), "--port", str(port), "--host", "127.0.0.1"]
+    stdout = tmp_path / "stdout"
+    server = ServerProcess(
+        ["run", *flags],
+        port=port,
+        log_path=stdout,
+        environment={"STORE_SERVER_LOG__TO_FILE": "false"},
+    )
+    with server:
+        assert dcmtk.echoscu(port, calling_ae="CONTAINER_TEST").returncode == 0
+        assert server.terminate() == 0
+    records = [json.loads(line) for line in stdout.read_text().splitlines()]
+    assert any(record.get("calling_ae") == "CONTAINER_TEST" for record in records)
+    assert not (tmp_path / "data" / "logs").exists()

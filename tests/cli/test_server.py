@@ -79,6 +79,7 @@ def test_a_stop_files_and_indexes_everything_received_first(tmp_path: Path) -> N
     with sqlite3.connect(settings.data_dir / "index.sqlite") as index:
         [(count,)] = index.execute("SELECT count(*) FROM instances").fetchall()
     assert count == len(paths)
+    assert settings.log_file is not None
     log = settings.log_file.read_text(encoding="utf-8")
     assert "drain_timeout" not in log
     assert len(list(settings.accounts_dir.rglob("*.dcm"))) == len(paths)

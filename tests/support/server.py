@@ -91,6 +91,7 @@ class ServerUnderTest:
         return sorted(self.settings.spool_dir.glob("*.dcm"))
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
+        assert self.settings.log_file is not None  # the tests' servers log to their file
         lines = self.settings.log_file.read_text(encoding="utf-8").splitlines()
         records = [json.loads(line) for line in lines if line.startswith("{")]
         return [record for record in records if record.get("event") == event]

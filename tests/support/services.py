@@ -46,6 +46,9 @@ TOOL_PACKAGES = {
     "chromium": "chromium",
     **dict.fromkeys(("pdfinfo", "pdftotext"), "poppler-utils"),
     "openssl": "openssl",
+    "docker-compose": "docker-compose",
+    "systemd-analyze": "systemd",
+    "logrotate": "logrotate",
 }
 
 
