@@ -99,10 +99,11 @@ class Settings(BaseSettings):
 
     @property
     def log_file(self) -> Path | None:
-        """Where the log is written besides stdout; None when only stdout is."""
-        if not self.log.to_file:
-            return None
-        return self.log.file or self.data_dir / "logs" / "store-server.log"
+        """Where the log is written besides stdout; None when only stdout is: a file that is
+        configured always is, the default one unless ``log.to_file`` is false."""
+        if self.log.file is not None:
+            return self.log.file
+        return self.data_dir / "logs" / "store-server.log" if self.log.to_file else None
 
     @property
     def database_url(self) -> str:

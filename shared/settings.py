@@ -112,7 +112,7 @@ class LogSettings(Section):
     file: Path | None = Field(default=None, description="default: <data_dir>/logs/store-server.log")
     to_file: bool = Field(
         default=True,
-        description="false: stdout only, as in a container whose engine collects stdout",
+        description="false: no default file, stdout only unless file is set (containers)",
     )
 
 

@@ -35,6 +35,20 @@ def test_defaults_are_the_embedded_server(tmp_path: Path) -> None:
     assert settings.log_file == tmp_path / "logs" / "store-server.log"
 
 
+@pytest.mark.parametrize(
+    ("log", "written_to"),
+    [
+        ({"to_file": False}, None),  # a container: stdout only
+        ({"to_file": False, "file": "/var/log/s.log"}, Path("/var/log/s.log")),  # asked for
+        ({"file": "/var/log/s.log"}, Path("/var/log/s.log")),
+    ],
+)
+def test_the_log_file_is_written_when_configured_or_by_default(
+    tmp_path: Path, log: dict[str, object], written_to: Path | None
+) -> None:
+    assert load_settings(None, {"data_dir": tmp_path, "log": log}).log_file == written_to
+
+
 def test_precedence_flags_then_environment_then_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
