@@ -1,8 +1,9 @@
 """What the index keeps of a filed instance: its rows' values and its header as DICOM JSON.
 
-The file is read once: its bytes give the content hash, and the data set up to the pixel data
-gives the patient, study, series and instance attributes and the full header in the DICOM JSON
-model (PS3.18 F.2) with bulk data left out. Values are cut to the width of their column and
+The file's bytes give the content hash (read in chunks), and the data set up to the pixel
+data (read in bounded memory, :mod:`shared.dicom.header`) gives the patient, study, series and
+instance attributes and the full header in the DICOM JSON model (PS3.18 F.2) with bulk data
+left out. Values are cut to the width of their column and
 cleaned of what PostgreSQL refuses (NUL characters, NaN), so that one odd value can never keep
 an instance out of the index.
 """
@@ -10,17 +11,15 @@ an instance out of the index.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
+from shared.dicom.header import HeaderReadError, read_header
 from shared.dicom.values import as_text, storable
 from shared.folding import fold
 from shared.messages import InstanceFiled
@@ -29,6 +28,7 @@ from shared.messages import InstanceFiled
 # one of these; the attribute is then left empty rather than the instance unindexed.
 _BAD_VALUE = (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError)
 BULK_DATA_MIN_LENGTH = 1024
+DIGEST_CHUNK = 1 << 20
 MAX_HEADER_VALUE = 65_536  # characters of one element's text or numbers in the stored header
 # Study-level attributes whose disagreement between a study's instances is recorded.
 STUDY_ATTRIBUTES = (
@@ -60,10 +60,10 @@ class IndexedInstance:
 
 def read_instance(path: Path, message: InstanceFiled) -> IndexedInstance:
     """Read and describe the file; ``FileNotFoundError`` when it is gone, else HeaderError."""
-    content = path.read_bytes()
+    size, content_hash = _digest(path)
     try:
-        dataset = dcmread(io.BytesIO(content), stop_before_pixels=True)
-    except (InvalidDicomError, *_BAD_VALUE, EOFError) as error:
+        dataset = read_header(path)
+    except HeaderReadError as error:
         raise HeaderError(f"{message.path}: not a readable DICOM file: {error}") from error
     patient_id = _text(dataset, "PatientID") or ""
     issuer = _text(dataset, "IssuerOfPatientID") or ""
@@ -122,13 +122,24 @@ def read_instance(path: Path, message: InstanceFiled) -> IndexedInstance:
             "echo_number": _integer(dataset, "EchoNumbers"),
             "transfer_syntax_uid": message.transfer_syntax_uid,
             "path": message.path,
-            "size": len(content),
-            "content_hash": hashlib.sha256(content).hexdigest(),
+            "size": size,
+            "content_hash": content_hash,
             "received_at": message.received_at,
             "calling_ae": message.calling_ae or None,
             "header": dicom_json(dataset),
         },
     )
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    """The file's size and SHA-256, read in chunks: a 1 GB instance costs 1 MB here."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(DIGEST_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def patient_identity(patient_id: str, issuer: str) -> str:

@@ -6,11 +6,11 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from services.router.naming import StudyFacts, positive_number
 from services.router.physicians import named, pn_values
+from shared.dicom import header as dicom_header
 from shared.dicom.values import as_text
 from shared.messages import UID_PATTERN
 
@@ -89,7 +89,8 @@ def read_header(path: Path) -> Header:
     absent and the instance is filed anyway.
     """
     try:
-        dataset = dcmread(path, stop_before_pixels=True, specific_tags=FILING_TAGS)
+        # Bounded: a huge value is skipped on disk, a deflated data set inflated as a stream.
+        dataset = dicom_header.read_header(path, specific_tags=FILING_TAGS)
     # The file changed on disk since the receiver walked it (corruption, a hand's edit).
     except Exception as error:
         raise Unroutable(f"header cannot be read: {type(error).__name__}: {error}") from error

@@ -41,6 +41,7 @@ def thumbnail_pool(options: ScanSheetSettings) -> ThumbnailPool:
         options.thumbnail_size,
         options.thumbnail_timeout,
         options.thumbnail_max_pixels,
+        options.thumbnail_memory_mb * 2**20,
     )
 
 

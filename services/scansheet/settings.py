@@ -31,6 +31,9 @@ class ScanSheetSettings(Section):
     thumbnail_timeout: float = Field(default=20.0, gt=0, description="seconds per image")
     thumbnail_max_pixels: int = Field(default=50_000_000, ge=1, description="per frame")
     thumbnail_workers: int = Field(default=2, ge=1, le=64, description="worker processes")
+    thumbnail_memory_mb: int = Field(
+        default=1024, ge=256, description="address space of one thumbnail worker, MiB"
+    )
     paper: Paper = Field(default="A4", description="the paper the sheet is printed on")
     database_retry_seconds: float = Field(
         default=60.0,

@@ -2,8 +2,9 @@
 
 Each thumbnail is the toolkit's (:func:`shared.dicom.convert.dcm_to_thumbnail`: middle frame,
 the file's own window, a bound on pixels per frame), made in a process pool with a time limit
-per image. A file that cannot be pictured gives a placeholder with the reason; one that takes
-too long has its worker killed; a pool whose worker died (a crash in a decoder) is replaced.
+per image and a cap on each worker's address space. A file that cannot be pictured gives a
+placeholder with the reason; one that takes too long has its worker killed; a pool whose
+worker died (a crash in a decoder) is replaced.
 The pool uses the spawn start method: the service runs threads, and forking a threaded
 process can copy a held lock into the child; forkserver would need a Unix socket in the
 temporary directory, which the receiver points at the spool, where paths can be too long.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import resource
 import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +27,8 @@ from shared.dicom.convert import ConversionError, dcm_to_thumbnail
 from shared.log import get_logger
 
 log = get_logger(__name__)
+
+DEFAULT_MEMORY_LIMIT = 2**30  # bytes of address space per worker
 
 
 @dataclass(frozen=True)
@@ -54,18 +58,29 @@ def picture_of(path: str, size: int, max_pixels: int) -> tuple[bytes | None, str
         return target.read_bytes(), ""
 
 
-def _quiet_worker() -> None:
+def _start_worker(memory_limit: int) -> None:
     """A worker has no log of its own: what a decoder says of an image reaches the sheet as
-    the placeholder's note, and nothing goes to the service's stderr."""
+    the placeholder's note, and nothing goes to the service's stderr. Its address space is
+    capped: whatever a decoder is tricked into allocating fails inside the worker (a
+    placeholder, or a dead worker that is replaced), never the host's memory."""
     logging.getLogger().setLevel(logging.CRITICAL)
     warnings.simplefilter("ignore")
+    resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
 
 class ThumbnailPool:
     """A bounded process pool making thumbnails with a time limit per image."""
 
-    def __init__(self, workers: int, size: int, timeout: float, max_pixels: int) -> None:
+    def __init__(
+        self,
+        workers: int,
+        size: int,
+        timeout: float,
+        max_pixels: int,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    ) -> None:
         self._workers = workers
+        self._memory_limit = memory_limit
         self._size = size
         self._timeout = timeout
         self._max_pixels = max_pixels
@@ -78,7 +93,8 @@ class ThumbnailPool:
             self._pool = ProcessPoolExecutor(
                 self._workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_quiet_worker,
+                initializer=_start_worker,
+                initargs=(self._memory_limit,),
             )
         return self._pool
 

@@ -3,29 +3,49 @@
 The picture's format follows the extension of the name it is written to (.jpg, .jpeg or
 .png). A PNG of a monochrome image with more than 8 bits stored keeps 16 bits.
 
-Only the frame asked for is decoded, and an image larger than ``max_pixels`` per frame is
-refused before any decoding, since the scan-sheet service runs this on files it received from
-the network. Every failure is a :class:`ConversionError` whose ``reason`` says why.
+Only the frame asked for is read and decoded, and an image larger than ``max_pixels`` per frame
+is refused before any decoding (as the data set says, and as the compressed frame's own header
+says: :mod:`shared.dicom.codestream`), since the scan-sheet service runs this on files it
+received from the network. A deflated file is inflated as a stream into a scratch file first,
+so that its frames too are read one at a time. Every failure is a :class:`ConversionError`
+whose ``reason`` says why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID
 
-from shared.dicom.files import DicomFileError, read_dataset, replace_atomically
+from shared.dicom.codestream import declared_size
+from shared.dicom.files import DicomFileError, read_dataset, read_deferred, replace_atomically
+from shared.dicom.inflate import InflateLimitError, inflate_to_file
 from shared.dicom.pixels import Picture, PixelError, Window, to_picture
+from shared.dicom.preamble import file_layout
 from shared.files import file_error_reason
 
 DEFAULT_MAX_PIXELS = 50_000_000  # per frame; a large mammogram is about 30 million
+MAX_INFLATED = 4 * 2**30  # a deflated file is inflated to a scratch file, up to this
+# Values longer than this stay on disk until asked for: pixel data beyond it is read one frame
+# at a time from the file; an image under it is read whole, as pydicom reads it best.
+KEPT_IN_MEMORY = 16 * 2**20
+CODESTREAM_HEAD = 1 << 16  # bytes of a compressed frame read to find its declared size
 PICTURE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 FrameChoice = int | Literal["middle", "all"]
@@ -66,8 +86,20 @@ def dcm_to_jpg(
     """
     target = Path(dst)
     image_format = _format_of(target)
-    dataset = _open_image(src, max_pixels)
-    count = frame_count(dataset)
+    with _opened_image(src, max_pixels) as image:
+        return _write_frames(src, image, target, image_format, frame, window, quality)
+
+
+def _write_frames(
+    src: Path | str,
+    image: _Image,
+    target: Path,
+    image_format: str,
+    frame: FrameChoice,
+    window: Window | None,
+    quality: int,
+) -> list[Path]:
+    count = frame_count(image.dataset)
     deep = image_format == "PNG"
     if frame == "all":
         width = max(3, len(str(count)))
@@ -76,12 +108,12 @@ def dcm_to_jpg(
             for n in range(1, count + 1)
         ]
         for number, path in enumerate(paths, start=1):
-            _save(_picture(src, dataset, number, window, deep), path, image_format, quality)
+            _save(_picture(src, image, number, window, deep), path, image_format, quality)
         return paths
     number = count // 2 + 1 if frame == "middle" else frame
     if not 1 <= number <= count:
         raise ConversionError(src, f"frame {number} requested, the image has {count}")
-    _save(_picture(src, dataset, number, window, deep), target, image_format, quality)
+    _save(_picture(src, image, number, window, deep), target, image_format, quality)
     return [target]
 
 
@@ -99,11 +131,11 @@ def dcm_to_thumbnail(
         raise ConversionError(src, f"thumbnail size must be positive, got {size}")
     target = Path(dst)
     image_format = _format_of(target)
-    dataset = _open_image(src, max_pixels)
-    picture = _picture(src, dataset, frame_count(dataset) // 2 + 1, None, deep=False)
-    image = Image.fromarray(picture)
-    image.thumbnail((size, size), Image.Resampling.LANCZOS)
-    _save_image(image, target, image_format, quality)
+    with _opened_image(src, max_pixels) as image:
+        middle = frame_count(image.dataset) // 2 + 1
+        picture = Image.fromarray(_picture(src, image, middle, None, deep=False))
+    picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+    _save_image(picture, target, image_format, quality)
     return target
 
 
@@ -126,11 +158,51 @@ def frame_count(dataset: Dataset) -> int:
         raise ValueError(f"invalid Number of Frames {str(value)!r}") from None
 
 
-def _open_image(src: Path | str, max_pixels: int) -> Dataset:
+@dataclass(frozen=True)
+class _Image:
+    """An image's data set, bulk values left on disk, and the Part 10 file its frames are
+    read from one at a time (None: the data set holds its pixel data)."""
+
+    dataset: Dataset
+    frames_from: Path | None
+
+
+def _pixels_left_on_disk(dataset: Dataset) -> bool:
+    element = dataset.get_item(0x7FE00010, keep_deferred=True)
+    return isinstance(element, RawDataElement) and element.value is None and bool(element.length)
+
+
+@contextlib.contextmanager
+def _opened_image(src: Path | str, max_pixels: int) -> Iterator[_Image]:
+    with tempfile.TemporaryDirectory(prefix="store-server-convert-") as scratch:
+        yield _open_image(src, max_pixels, Path(scratch))
+
+
+def _open_image(src: Path | str, max_pixels: int, scratch: Path) -> _Image:
+    path = Path(src)
     try:
-        dataset = read_dataset(src, with_pixels=True)
+        layout = file_layout(path)
+        syntax = read_file_meta_info(path).get("TransferSyntaxUID") if layout == "part10" else None
+        if syntax is not None and UID(syntax).is_deflated:
+            path = inflate_to_file(path, scratch / "inflated.dcm", MAX_INFLATED)
+    except OSError as error:
+        raise ConversionError(src, str(DicomFileError(file_error_reason(error)))) from None
+    except (InflateLimitError, zlib.error, ValueError, KeyError, AttributeError) as error:
+        raise ConversionError(src, f"cannot inflate the deflated data set: {error}") from None
+    try:
+        if layout == "part10":
+            dataset = read_deferred(path, KEPT_IN_MEMORY)
+            image = _Image(dataset, path if _pixels_left_on_disk(dataset) else None)
+        else:  # files without the Part 10 header are read whole, as dcmdump reads them
+            image = _Image(read_dataset(path, with_pixels=True), None)
     except DicomFileError as error:
-        raise ConversionError(src, str(error).removeprefix(f"{src}: ")) from None
+        raise ConversionError(src, str(error).removeprefix(f"{path}: ")) from None
+    _check_image(src, image, max_pixels)
+    return image
+
+
+def _check_image(src: Path | str, image: _Image, max_pixels: int) -> None:
+    dataset = image.dataset
     if not any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS):
         kind = dataset.get("SOPClassUID") or dataset.file_meta.get("MediaStorageSOPClassUID")
         named = f" ({UID(kind).name})" if kind else ""
@@ -156,7 +228,71 @@ def _open_image(src: Path | str, max_pixels: int) -> Dataset:
     syntax = UID(syntax)
     if syntax.is_compressed and not get_decoder(syntax).is_available:
         raise ConversionError(src, f"no decoder installed for {syntax.name} pixel data")
-    return dataset
+    if syntax.is_encapsulated:
+        _check_codestream(src, image, max_pixels)
+    elif image.frames_from is not None:
+        _check_native_length(src, dataset)
+
+
+def _check_native_length(src: Path | str, dataset: Dataset) -> None:
+    """Pixel data read a frame at a time from the file must hold every frame it describes."""
+    element = dataset.get_item(0x7FE00010, keep_deferred=True)
+    assert isinstance(element, RawDataElement)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    bits = int(dataset.BitsAllocated) * samples * frame_count(dataset)
+    needed = (int(dataset.Rows) * int(dataset.Columns) * bits + 7) // 8
+    if element.length < needed:
+        raise ConversionError(
+            src,
+            f"the number of bytes of pixel data is less than expected: {element.length}, "
+            f"where the image description needs {needed}",
+        )
+
+
+def _check_codestream(src: Path | str, image: _Image, max_pixels: int) -> None:
+    """Refuse a compressed frame whose own header asks for more pixels than the data set
+    describes or the limit allows: the decoder would allocate what the header says."""
+    dataset = image.dataset
+    element = dataset.get_item(0x7FE00010, keep_deferred=True)
+    if element is None:
+        return
+    if isinstance(element, RawDataElement) and element.value is None:
+        assert image.frames_from is not None  # deferred: left in the Part 10 file
+        with image.frames_from.open("rb") as handle:
+            handle.seek(element.value_tell)
+            head = _first_fragment_head(handle)
+    else:
+        head = _first_fragment_head(io.BytesIO(dataset.PixelData))
+    declared = declared_size(head) if head else None
+    if declared is None:
+        return
+    columns, rows = declared
+    if columns * rows > max_pixels:
+        raise ConversionError(
+            src,
+            f"the compressed frame declares {columns}x{rows} pixels, beyond the limit of "
+            f"{max_pixels}",
+        )
+    if columns > int(dataset.Columns) or rows > int(dataset.Rows):
+        raise ConversionError(
+            src,
+            f"the compressed frame declares {columns}x{rows} pixels but the image is "
+            f"{dataset.Columns}x{dataset.Rows}",
+        )
+
+
+def _first_fragment_head(handle: BinaryIO) -> bytes:
+    """The first bytes of the first fragment after the basic offset table ('' if none)."""
+    for _ in range(2):  # the offset table's item, then the first fragment's
+        item = handle.read(8)
+        if len(item) < 8:
+            return b""
+        group, element, length = struct.unpack("<HHL", item)
+        if (group, element) != (0xFFFE, 0xE000):
+            return b""
+        if _ == 0:
+            handle.seek(length, io.SEEK_CUR)
+    return handle.read(min(length, CODESTREAM_HEAD))
 
 
 def _format_of(target: Path) -> str:
@@ -167,12 +303,22 @@ def _format_of(target: Path) -> str:
 
 
 def _picture(
-    src: Path | str, dataset: Dataset, number: int, window: Window | None, deep: bool
+    src: Path | str, image: _Image, number: int, window: Window | None, deep: bool
 ) -> Picture:
+    dataset = image.dataset
     syntax = UID(dataset.file_meta.TransferSyntaxUID)
+    source = image.frames_from or dataset  # from the file, only this frame is read
     try:
-        frame: NDArray[np.generic] = pixel_array(dataset, index=number - 1, as_rgb=True)
-    except (RuntimeError, ValueError, AttributeError, KeyError, NotImplementedError) as error:
+        frame: NDArray[np.generic] = pixel_array(source, index=number - 1, as_rgb=True)
+    except (
+        RuntimeError,
+        ValueError,
+        AttributeError,
+        KeyError,
+        NotImplementedError,
+        EOFError,
+        struct.error,
+    ) as error:
         raise ConversionError(
             src, f"cannot decode the {syntax.name} pixel data: {_decoder_reason(error)}"
         ) from None

@@ -8,7 +8,8 @@ must be closed by its delimiter, and nesting is bounded. Pixel Data must be enca
 (undefined length, in fragments) exactly when the transfer syntax is an encapsulated one:
 native pixels labelled JPEG, or fragments labelled Explicit VR Little Endian, cannot be
 decoded as labelled. The walk also picks up the SOP Instance, Study Instance and Series
-Instance UIDs, which filing needs. Deflated data sets are inflated in a bounded stream first.
+Instance UIDs, which filing needs. Deflated data sets are walked as they inflate, in a bounded
+window (:mod:`shared.dicom.inflate`), up to a limit on their inflated size.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import BinaryIO
 
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
+
+from shared.dicom.inflate import InflatedStream, InflateLimitError, inflated_length
 
 UNDEFINED = 0xFFFFFFFF
 ITEM = (0xFFFE, 0xE000)
@@ -54,8 +57,10 @@ class DataSetFacts:
     series_instance_uid: str
 
 
-def check_file(path: Path) -> DataSetFacts:
-    """Walk the data set of a Part 10 file; return its key UIDs or raise."""
+def check_file(path: Path, max_inflated: int = MAX_INFLATED) -> DataSetFacts:
+    """Walk the data set of a Part 10 file; return its key UIDs or raise. A deflated data
+    set is walked as it inflates, holding a bounded window; one that inflates beyond
+    ``max_inflated`` bytes is refused."""
     meta = read_file_meta_info(path)
     syntax = UID(meta.TransferSyntaxUID)
     # Unknown (private) syntaxes are never negotiated; if one were, nothing is assumed of it.
@@ -63,7 +68,7 @@ def check_file(path: Path) -> DataSetFacts:
     with path.open("rb") as handle:
         handle.seek(_data_set_offset(handle))
         if syntax.is_deflated:
-            return _check_deflated(handle)
+            return _check_deflated(handle, max_inflated)
         end = handle.seek(0, io.SEEK_END)
         handle.seek(_data_set_offset(handle))
         walker = _Walker(handle, syntax.is_little_endian, syntax.is_implicit_VR, encapsulated)
@@ -76,16 +81,19 @@ def _data_set_offset(handle: BinaryIO) -> int:
     return 128 + 4 + 12 + int(group_length)
 
 
-def _check_deflated(handle: BinaryIO) -> DataSetFacts:
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    inflated = bytearray()
-    while chunk := handle.read(1 << 20):
-        inflated += inflater.decompress(chunk, MAX_INFLATED - len(inflated))
-        if len(inflated) >= MAX_INFLATED:
-            raise EncodingError("deflated data set inflates beyond 4 GiB")
-    inflated += inflater.flush()
-    buffer = io.BytesIO(bytes(inflated))
-    return _Walker(buffer, True, False, encapsulated=False).data_set(len(inflated))
+def _check_deflated(handle: BinaryIO, limit: int) -> DataSetFacts:
+    # Two passes over the stream, neither holding it: its length first (each element's
+    # length is judged against the end), then the walk.
+    start = handle.tell()
+    try:
+        length = inflated_length(handle, limit)
+        handle.seek(start)
+        stream = InflatedStream(handle, limit)
+        return _Walker(io.BufferedReader(stream), True, False, encapsulated=False).data_set(length)
+    except InflateLimitError as error:
+        raise EncodingError(str(error)) from None
+    except zlib.error as error:
+        raise EncodingError(f"the deflated data set cannot be inflated: {error}") from None
 
 
 class _Walker:

@@ -13,6 +13,7 @@ from pydicom.uid import generate_uid
 from services.scansheet.thumbnails import ThumbnailPool
 from tests.scansheet.conftest import FAST, make_study, send_all, wait_for_sheet
 from tests.scansheet.printing import chromium
+from tests.support.bombs import big_multiframe
 from tests.support.server import StartServer
 from tests.support.services import require_tool
 
@@ -94,3 +95,22 @@ async def test_thumbnails_of_hostile_files_are_placeholders_and_a_dead_worker_is
         assert again.png is not None
     finally:
         pool.close()
+
+
+async def test_a_thumbnail_worker_cannot_take_more_memory_than_its_limit(tmp_path: Path) -> None:
+    """A 4000 x 4000 frame needs a few hundred MB to be windowed: within a 256 MiB address
+    space the worker fails on it and the sheet gets a placeholder; with room, a picture."""
+    source = big_multiframe(tmp_path / "large.dcm", frames=1, side=4000)
+    tight = ThumbnailPool(1, 64, 60, max_pixels=10**8, memory_limit=256 * 2**20)
+    try:
+        refused = await tight.make(source)
+    finally:
+        tight.close()
+    assert refused.png is None
+    assert "MemoryError" in refused.note or "worker died" in refused.note
+    roomy = ThumbnailPool(1, 64, 60, max_pixels=10**8, memory_limit=2 * 2**30)
+    try:
+        made = await roomy.make(source)
+    finally:
+        roomy.close()
+    assert made.png is not None and made.png.startswith(b"\x89PNG")

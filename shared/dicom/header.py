@@ -1,0 +1,124 @@
+"""A DICOM file's header, read with memory bounded by design.
+
+Header work (filing, indexing) needs the data set up to its pixel data and nothing more. Read
+here: elements before the pixel data; a value longer than ``max_value`` bytes (a huge private
+element, an icon, an over-long text) is skipped on disk and left out of the header; a
+Deflated Explicit VR Little Endian data set is inflated as a stream, only as far as the header
+goes and never beyond ``max_inflated`` bytes (:mod:`shared.dicom.inflate`), where pydicom
+would inflate the whole data set into memory. Whatever the file's size, reading its header
+holds a few megabytes.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_file_meta_info
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
+
+from shared.dicom.inflate import InflatedStream, InflateLimitError
+
+MAX_VALUE = 1 << 20  # bytes of one value kept in a header
+MAX_INFLATED = 4 * 2**30
+PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+TagList = Sequence[int | str | tuple[int, int]]
+
+
+class HeaderReadError(ValueError):
+    """The file's header cannot be read; the message says why."""
+
+
+def read_header(
+    path: Path,
+    *,
+    specific_tags: TagList | None = None,
+    max_value: int = MAX_VALUE,
+    max_inflated: int = MAX_INFLATED,
+) -> Dataset:
+    """The data set of the Part 10 file ``path`` up to its pixel data, its File Meta
+    Information as ``file_meta``; only ``specific_tags`` when given."""
+    try:
+        meta = read_file_meta_info(path)
+        syntax = UID(meta.get("TransferSyntaxUID", ""))
+        if syntax.is_deflated:
+            dataset = _read_deflated(path, meta, specific_tags, max_value, max_inflated)
+        else:
+            dataset = pydicom.dcmread(
+                path,
+                defer_size=max_value,
+                stop_before_pixels=True,
+                specific_tags=_tags(specific_tags),
+            )
+    except InflateLimitError as error:
+        raise HeaderReadError(str(error)) from None
+    except zlib.error as error:
+        raise HeaderReadError(f"the deflated data set cannot be inflated: {error}") from None
+    except InvalidDicomError as error:
+        raise HeaderReadError(f"not a DICOM file: {error}") from None
+    # pydicom reports truncated or malformed encodings as any of these.
+    except (EOFError, ValueError, struct.error, KeyError, TypeError, OverflowError) as error:
+        raise HeaderReadError(f"malformed DICOM: {type(error).__name__}: {error}") from None
+    _drop_skipped(dataset)
+    return dataset
+
+
+def _read_deflated(
+    path: Path,
+    meta: FileMetaDataset,
+    specific_tags: TagList | None,
+    max_value: int,
+    max_inflated: int,
+) -> Dataset:
+    with path.open("rb") as handle:
+        handle.seek(_data_set_offset(handle))
+        stream = io.BufferedReader(InflatedStream(handle, max_inflated))
+        dataset = read_dataset(
+            stream,
+            is_implicit_VR=False,
+            is_little_endian=True,
+            stop_when=_at_pixel_data,
+            defer_size=max_value,
+            # The character set, as dcmread adds it: the values cannot be decoded without it.
+            specific_tags=_tags(None if specific_tags is None else [*specific_tags, 0x00080005]),
+        )
+    dataset.file_meta = meta
+    dataset.set_original_encoding(False, True, dataset.get("SpecificCharacterSet"))
+    return dataset
+
+
+def _data_set_offset(handle: io.BufferedReader) -> int:
+    """Where the data set starts: after the preamble, the prefix and the file meta group."""
+    handle.seek(128 + 4)
+    group_length = struct.unpack("<HH2sHL", handle.read(12))[4]
+    return 128 + 4 + 12 + int(group_length)
+
+
+def _tags(tags: TagList | None) -> list[BaseTag | int] | None:
+    """Tags given by number, pair or keyword, as pydicom's readers take them."""
+    return None if tags is None else [Tag(tag) for tag in tags]
+
+
+def _at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return int(tag) in PIXEL_TAGS
+
+
+def _drop_skipped(dataset: Dataset) -> None:
+    """Leave out the values that were skipped for their size, in every item too: a header
+    never reaches back into the file (which may be gone, or deflated) for them."""
+    # The raw elements as read: every public accessor would fetch a skipped value from disk.
+    raw = dataset._dict
+    for tag, element in list(raw.items()):
+        if isinstance(element, RawDataElement) and element.value is None and element.length:
+            del raw[tag]
+        elif element.VR == "SQ":
+            for item in dataset[tag].value or []:
+                _drop_skipped(item)
