@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from shared.dicom.header import HeaderReadError, read_header
+from shared.dicom.json_model import header_json
 from shared.dicom.values import as_text, storable
 from shared.folding import fold
 from shared.messages import InstanceFiled
@@ -160,12 +161,7 @@ def study_folder(path: str) -> str:
 
 def dicom_json(dataset: Dataset) -> dict[str, Any]:
     """The data set in the DICOM JSON model, without bulk data, storable as JSONB."""
-    as_json = dataset.to_json_dict(
-        bulk_data_threshold=BULK_DATA_MIN_LENGTH,
-        bulk_data_element_handler=lambda _element: "",
-        suppress_invalid_tags=True,
-    )
-    cleaned = _clean(as_json)
+    cleaned = _clean(header_json(dataset, BULK_DATA_MIN_LENGTH))
     assert isinstance(cleaned, dict)
     return cleaned
 
