@@ -19,12 +19,10 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import sqlalchemy as sa
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -33,6 +31,7 @@ from services.app import start
 from services.settings import Settings, load_settings
 from shared.db.engine import open_index
 from shared.db.schema import instances
+from shared.db.scratch import drop_database, scratch_database
 from shared.log import configure_logging
 from shared.messages import InstanceFiled
 
@@ -74,21 +73,24 @@ def file_study(accounts: Path, count: int, series_count: int) -> list[InstanceFi
         relative = f"bench/BENCH_20261125/Dicom/{number:03d}_Bench/{number:03d}-001-{index:06d}.dcm"
         (accounts / relative).parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(accounts / relative, enforce_file_format=True)
-        messages.append(
-            InstanceFiled(
-                sop_instance_uid=ds.SOPInstanceUID,
-                sop_class_uid=MRImageStorage,
-                study_instance_uid=study_uid,
-                series_instance_uid=ds.SeriesInstanceUID,
-                transfer_syntax_uid=ExplicitVRLittleEndian,
-                account="bench",
-                path=relative,
-                size=(accounts / relative).stat().st_size,
-                received_at=datetime.now(UTC),
-                calling_ae="BENCH",
-            )
-        )
+        messages.append(filed_message(accounts, relative, ds))
     return messages
+
+
+def filed_message(accounts: Path, relative: str, ds: Dataset) -> InstanceFiled:
+    """What the router publishes for ``ds``, filed at ``relative`` in the accounts tree."""
+    return InstanceFiled(
+        sop_instance_uid=ds.SOPInstanceUID,
+        sop_class_uid=ds.SOPClassUID,
+        study_instance_uid=ds.StudyInstanceUID,
+        series_instance_uid=ds.SeriesInstanceUID,
+        transfer_syntax_uid=ds.file_meta.TransferSyntaxUID,
+        account="bench",
+        path=relative,
+        size=(accounts / relative).stat().st_size,
+        received_at=datetime.now(UTC),
+        calling_ae="BENCH",
+    )
 
 
 async def measure(settings: Settings, messages: list[InstanceFiled]) -> float:
@@ -136,28 +138,6 @@ async def run_one(
     return result
 
 
-async def scratch_postgres(url: str) -> str | None:
-    """A new database next to ``url``'s, or None when PostgreSQL does not answer."""
-    try:
-        admin = await asyncpg.connect(url, timeout=5)
-    except (OSError, asyncpg.PostgresError):
-        return None
-    name = f"bench_index_{uuid.uuid4().hex[:10]}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
-async def drop_postgres(url: str, scratch: str) -> None:
-    admin = await asyncpg.connect(url, timeout=5)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{scratch.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def bench(args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="index-rate-") as folder:
@@ -168,14 +148,14 @@ async def bench(args: argparse.Namespace) -> list[Result]:
             results.append(await run_one("sqlite", sqlite_url, mode, work, messages))
             if args.no_postgres:
                 continue
-            scratch = await scratch_postgres(args.postgres)
+            scratch = await scratch_database(args.postgres, "bench_index")
             if scratch is None:
                 results.append(Result("postgresql", mode, MODES[mode], args.count, error="down"))
                 continue
             try:
                 results.append(await run_one("postgresql", scratch, mode, work, messages))
             finally:
-                await drop_postgres(args.postgres, scratch)
+                await drop_database(args.postgres, scratch.rsplit("/", 1)[1])
     return results
 
 

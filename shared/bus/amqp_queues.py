@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import aio_pika
 from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from shared.bus.base import DeadLetter
+from shared.bus.base import TOPOLOGY, DeadLetter
 
 BROKER_DELIVERY_LIMIT = 20
 ATTEMPT_HEADER = "x-store-server-attempt"
@@ -50,6 +51,20 @@ async def declare_queues(channel: AbstractChannel, name: str) -> AbstractQueue:
             "x-overflow": "reject-publish",
         },
     )
+
+
+async def delete_topology(url: str, exchange: str) -> None:
+    """Remove an exchange and every queue the bus declared under it (a test's or a
+    benchmark's own, never a site's: what the queues hold is lost)."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        for consumer in TOPOLOGY:
+            for suffix in ("", ".retry", ".dead"):
+                await channel.queue_delete(f"{exchange}.{consumer.role}{suffix}")
+        await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
 
 
 async def read_dead_letters(channel: AbstractChannel, name: str) -> list[DeadLetter]:

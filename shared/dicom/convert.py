@@ -35,7 +35,7 @@ from pydicom.uid import UID
 
 from shared.dicom.codestream import declared_size
 from shared.dicom.files import DicomFileError, read_dataset, read_deferred, replace_atomically
-from shared.dicom.inflate import InflateLimitError, inflate_to_file
+from shared.dicom.inflate import DEFLATED, InflateLimitError, inflate_to_file
 from shared.dicom.pixels import Picture, PixelError, Window, to_picture
 from shared.dicom.preamble import file_layout
 from shared.files import file_error_reason
@@ -183,7 +183,7 @@ def _open_image(src: Path | str, max_pixels: int, scratch: Path) -> _Image:
     try:
         layout = file_layout(path)
         syntax = read_file_meta_info(path).get("TransferSyntaxUID") if layout == "part10" else None
-        if syntax is not None and UID(syntax).is_deflated:
+        if syntax in DEFLATED:
             path = inflate_to_file(path, scratch / "inflated.dcm", MAX_INFLATED)
     except OSError as error:
         raise ConversionError(src, str(DicomFileError(file_error_reason(error)))) from None

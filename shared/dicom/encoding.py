@@ -24,7 +24,7 @@ from typing import BinaryIO
 from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
-from shared.dicom.inflate import InflatedStream, InflateLimitError, inflated_length
+from shared.dicom.inflate import DEFLATED, InflatedStream, InflateLimitError, inflated_length
 
 UNDEFINED = 0xFFFFFFFF
 ITEM = (0xFFFE, 0xE000)
@@ -67,7 +67,7 @@ def check_file(path: Path, max_inflated: int = MAX_INFLATED) -> DataSetFacts:
     encapsulated = syntax.is_encapsulated if syntax.is_transfer_syntax else None
     with path.open("rb") as handle:
         handle.seek(_data_set_offset(handle))
-        if syntax.is_deflated:
+        if syntax in DEFLATED:
             return _check_deflated(handle, max_inflated)
         end = handle.seek(0, io.SEEK_END)
         handle.seek(_data_set_offset(handle))

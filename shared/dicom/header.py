@@ -25,7 +25,7 @@ from pydicom.filereader import read_dataset, read_file_meta_info
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
-from shared.dicom.inflate import InflatedStream, InflateLimitError
+from shared.dicom.inflate import DEFLATED, InflatedStream, InflateLimitError
 
 MAX_VALUE = 1 << 20  # bytes of one value kept in a header
 MAX_INFLATED = 4 * 2**30
@@ -49,7 +49,7 @@ def read_header(
     try:
         meta = read_file_meta_info(path)
         syntax = UID(meta.get("TransferSyntaxUID", ""))
-        if syntax.is_deflated:
+        if syntax in DEFLATED:
             dataset = _read_deflated(path, meta, specific_tags, max_value, max_inflated)
         else:
             dataset = pydicom.dcmread(

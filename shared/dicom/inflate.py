@@ -23,6 +23,8 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian
 
+# The transfer syntaxes whose data set is deflated (PS3.5 A.5, and JPIP's referenced form).
+DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
 CHUNK = 1 << 16  # compressed bytes read at a time
 WINDOW = 1 << 20  # inflated bytes kept behind the read position, for stepping back
 

@@ -68,41 +68,22 @@ def unique_name(prefix: str) -> str:
 
 async def delete_amqp_topology(url: str, exchange: str) -> None:
     """Remove a test's exchange and every queue the bus declared under it."""
-    import aio_pika
+    from shared.bus.amqp_queues import delete_topology
 
-    from shared.bus import TOPOLOGY
-
-    connection = await aio_pika.connect(url)
-    try:
-        channel = await connection.channel()
-        for consumer in TOPOLOGY:
-            for suffix in ("", ".retry", ".dead"):
-                await channel.queue_delete(f"{exchange}.{consumer.role}{suffix}")
-        await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
+    await delete_topology(url, exchange)
 
 
 async def create_database(url: str, name: str) -> str:
     """Create an empty database next to ``url``'s; return its URL."""
-    import asyncpg
+    from shared.db.scratch import create_database as create
 
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return url.rsplit("/", 1)[0] + "/" + name
+    return await create(url, name)
 
 
 async def drop_database(url: str, name: str) -> None:
-    import asyncpg
+    from shared.db.scratch import drop_database as drop
 
-    admin = await asyncpg.connect(url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop(url, name)
 
 
 def run(coroutine: object) -> object:
