@@ -2,9 +2,9 @@
 
 Layout under ``<data_dir>/spool``:
 
-- ``incoming/``: files being received (pynetdicom writes each C-STORE data set there as it
-  arrives). Anything left here at start-up belongs to a transfer that was never answered, so it
-  is removed.
+- ``incoming/``: files being received (the listener streams each C-STORE data set there, its
+  File Meta Information ahead of it, as it arrives). Anything left here at start-up belongs to
+  a transfer that was never answered, so it is removed.
 - ``<arrival>-<random>.dcm``: received, fsynced, renamed into place, directory fsynced. Mode
   0600 until the ``instance.received`` message is confirmed by the bus, then 0640. The mode is
   the publish mark: a crash before the confirm leaves a 0600 file, which start-up publishes.
@@ -57,26 +57,39 @@ class Spool:
         """A unique spool file name that sorts by arrival."""
         return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.dcm"
 
-    def keep(self, received: Path, name: str, record: bytes) -> Path:
-        """Make a fully received file durable in the spool as ``name``; return its path.
+    def incoming_path(self) -> Path:
+        """A new, unique file name in ``incoming/`` for a transfer about to start."""
+        return self.incoming / f"{uuid.uuid4().hex}.part"
+
+    def place(self, received: Path, name: str, record: bytes) -> Path:
+        """Put a fully received file into the spool as ``name``; return its path.
 
         ``record`` (the encoded ``instance.received`` message) is kept with the file, so a
         re-publish after a crash still says who sent it and when. ``received`` must be on the
-        spool's filesystem (it is, under ``incoming/``). On failure nothing is left under the
-        spool name.
+        spool's filesystem (it is, under ``incoming/``). Not yet durable: :meth:`sync` makes it
+        so, and the sender hears Success only after both. The file is renamed before it is
+        synced so that its message can be published while the fsync runs (a consumer may take
+        the message at once and must find the file); a crash in between leaves an unpublished
+        0600 file, which start-up publishes again, or nothing.
         """
         target = self.root / name
         try:
-            with received.open("rb") as handle:
-                _set_record(handle.fileno(), record)
-                os.fsync(handle.fileno())
+            _set_record(str(received), record)
             os.chmod(received, UNPUBLISHED_MODE)
             os.rename(received, target)
-            fsync_directory(self.root)
         except OSError:
             target.unlink(missing_ok=True)
             raise
         return target
+
+    def sync(self, path: Path) -> None:
+        """Make a placed file and its name durable."""
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        fsync_directory(self.root)
 
     def mark_published(self, path: Path) -> None:
         # Not fsynced on purpose: losing the mark in a crash only causes a harmless re-publish.
@@ -103,9 +116,9 @@ class Spool:
                 yield path
 
 
-def _set_record(descriptor: int, record: bytes) -> None:
+def _set_record(path: str, record: bytes) -> None:
     try:
-        os.setxattr(descriptor, RECORD_XATTR, record)
+        os.setxattr(path, RECORD_XATTR, record)
     except OSError as error:
         # Filesystems without user extended attributes: a re-publish then rebuilds the message
         # from the file meta, without the sender's AE title and address.
