@@ -47,6 +47,7 @@ class Association:
         handlers: dict[str, Handler],
         storage: Handler,
         max_pdu: int,
+        dimse_timeout: float,
     ) -> None:
         self.link = link
         self.peer = peer
@@ -54,6 +55,8 @@ class Association:
         self._handlers = handlers
         self._storage = storage
         self._max_pdu = max_pdu
+        self._idle_timeout = link.timeout
+        self._dimse_timeout = dimse_timeout
         self._command = bytearray()
         self._pending: tuple[Request, Handler, DataSetSink] | None = None
         self._window = asyncio.Semaphore(agreement.operations)
@@ -85,6 +88,9 @@ class Association:
     async def _serve(self) -> str:
         link = self.link
         while True:
+            # Silent between requests: the network timeout; inside one: the DIMSE timeout.
+            in_message = self._pending is not None or bool(self._command)
+            link.timeout = self._dimse_timeout if in_message else self._idle_timeout
             pdu_type, length = await link.header()
             if pdu_type == upper_layer.P_DATA_TF:
                 if self._max_pdu and length > self._max_pdu:

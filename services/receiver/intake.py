@@ -134,7 +134,9 @@ class Intake:
             )
             return await self._quarantined(received, arrival, reason)
         try:
-            spooled = await self._in_thread(self._check_and_place, received, arrival, message)
+            spooled, descriptor = await self._in_thread(
+                self._check_and_place, received, arrival, message
+            )
         except EncodingError as error:
             return await self._quarantined(received, arrival, str(error))
         except _Unfileable as unfileable:
@@ -146,7 +148,7 @@ class Intake:
             return await self.refuse(arrival, Outcome(OUT_OF_RESOURCES, reason))
         # Durable on disk and confirmed on the bus, at the same time; Success needs both.
         synced, published = await asyncio.gather(
-            self._in_thread(self._spool.sync, spooled),
+            self._in_thread(self._spool.sync, descriptor),
             self._publish(message),
             return_exceptions=True,
         )
@@ -165,7 +167,9 @@ class Intake:
         self._spool.mark_published(spooled)
         return Outcome(SUCCESS, spool_name=name)
 
-    def _check_and_place(self, received: Path, arrival: Arrival, message: InstanceReceived) -> Path:
+    def _check_and_place(
+        self, received: Path, arrival: Arrival, message: InstanceReceived
+    ) -> tuple[Path, int]:
         """In a worker thread: the structure check, then into the spool (not yet synced)."""
         unfileable = unfileable_reason(decoded(received, arrival))
         if unfileable is not None:

@@ -282,7 +282,13 @@ class Listener:
         )
         await link.send(accept)
         association = Association(
-            link, agreement, peer, self._handlers, self._storage, settings.max_pdu_size
+            link,
+            agreement,
+            peer,
+            self._handlers,
+            self._storage,
+            settings.max_pdu_size,
+            settings.dimse_timeout,
         )
         connection.association = association
         log.info(

@@ -130,8 +130,32 @@ def negotiate(
 
     ``services`` are the non-storage services' contexts (abstract syntax and the transfer
     syntaxes they take); ``identity_response``: the peer's user identity was verified and it
-    asked for a positive response.
+    asked for a positive response. :class:`ProtocolError` for a request that decoded but
+    cannot be answered (pynetdicom validates what it negotiates and encodes: a context without
+    an abstract syntax, no Implementation Class UID, an AE title it cannot encode again).
     """
+    try:
+        return _negotiate(
+            request,
+            services,
+            max_pdu=max_pdu,
+            max_operations=max_operations,
+            accept_unknown=accept_unknown,
+            identity_response=identity_response,
+        )
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+        raise ProtocolError(f"cannot answer this A-ASSOCIATE-RQ: {error}") from None
+
+
+def _negotiate(
+    request: Request,
+    services: Sequence[PresentationContext],
+    *,
+    max_pdu: int,
+    max_operations: int,
+    accept_unknown: bool,
+    identity_response: bool,
+) -> tuple[Agreement, bytes]:
     proposed: list[PresentationContext] = []
     refused: list[PresentationContext] = []
     for context in request.primitive.presentation_context_definition_list:
@@ -191,6 +215,7 @@ def negotiate(
     ]
     accept = A_ASSOCIATE_AC()
     accept.from_primitive(primitive)
+    encoded = bytes(accept.encode())
     agreement = Agreement(
         calling_ae=request.calling_ae,
         called_ae=request.called_ae,
@@ -199,7 +224,7 @@ def negotiate(
         operations=operations,
         peer_implementation=str(request.primitive.implementation_class_uid or ""),
     )
-    return agreement, accept.encode()
+    return agreement, encoded
 
 
 def reject_pdu(rejection: tuple[int, int, int]) -> bytes:

@@ -84,8 +84,12 @@ class ReceiverSettings(Section):
         default=262_144, ge=0, description="largest PDU we receive; 0 means unlimited"
     )
     acse_timeout: float = Field(default=30.0, gt=0)
-    dimse_timeout: float = Field(default=60.0, gt=0)
-    network_timeout: float = Field(default=120.0, gt=0)
+    dimse_timeout: float = Field(
+        default=60.0, gt=0, description="seconds between the fragments of a request"
+    )
+    network_timeout: float = Field(
+        default=120.0, gt=0, description="seconds an association may be silent between requests"
+    )
     min_free_disk_mb: int = Field(default=1024, ge=0)
     publish_timeout: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(

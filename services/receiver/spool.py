@@ -61,30 +61,33 @@ class Spool:
         """A new, unique file name in ``incoming/`` for a transfer about to start."""
         return self.incoming / f"{uuid.uuid4().hex}.part"
 
-    def place(self, received: Path, name: str, record: bytes) -> Path:
-        """Put a fully received file into the spool as ``name``; return its path.
+    def place(self, received: Path, name: str, record: bytes) -> tuple[Path, int]:
+        """Put a fully received file into the spool as ``name``; its path, and a descriptor
+        open on it for :meth:`sync` (which closes it).
 
         ``record`` (the encoded ``instance.received`` message) is kept with the file, so a
         re-publish after a crash still says who sent it and when. ``received`` must be on the
         spool's filesystem (it is, under ``incoming/``). Not yet durable: :meth:`sync` makes it
         so, and the sender hears Success only after both. The file is renamed before it is
-        synced so that its message can be published while the fsync runs (a consumer may take
-        the message at once and must find the file); a crash in between leaves an unpublished
-        0600 file, which start-up publishes again, or nothing.
+        synced so that its message can be published while the fsync runs: a consumer may take
+        the message at once and must find the file (and may have moved it on by the time the
+        fsync runs, hence the descriptor). A crash in between leaves an unpublished 0600 file,
+        which start-up publishes again, or nothing; the sender never heard Success.
         """
         target = self.root / name
+        descriptor = os.open(received, os.O_RDONLY)
         try:
-            _set_record(str(received), record)
-            os.chmod(received, UNPUBLISHED_MODE)
+            _set_record(descriptor, record)
+            os.fchmod(descriptor, UNPUBLISHED_MODE)
             os.rename(received, target)
         except OSError:
+            os.close(descriptor)
             target.unlink(missing_ok=True)
             raise
-        return target
+        return target, descriptor
 
-    def sync(self, path: Path) -> None:
-        """Make a placed file and its name durable."""
-        descriptor = os.open(path, os.O_RDONLY)
+    def sync(self, descriptor: int) -> None:
+        """Make a placed file (by its descriptor, which is closed) and its name durable."""
         try:
             os.fsync(descriptor)
         finally:
@@ -116,9 +119,9 @@ class Spool:
                 yield path
 
 
-def _set_record(path: str, record: bytes) -> None:
+def _set_record(descriptor: int, record: bytes) -> None:
     try:
-        os.setxattr(path, RECORD_XATTR, record)
+        os.setxattr(descriptor, RECORD_XATTR, record)
     except OSError as error:
         # Filesystems without user extended attributes: a re-publish then rebuilds the message
         # from the file meta, without the sender's AE title and address.
