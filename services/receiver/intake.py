@@ -228,7 +228,7 @@ def _remove(path: Path) -> None:
 def decoded(path: Path, arrival: Arrival) -> DataSetFacts:
     """The data set's key UIDs; :class:`EncodingError` when it cannot be decoded as labelled."""
     try:
-        facts = check_file(path)
+        facts = check_file(path, arrival.transfer_syntax_uid)
     except EncodingError as error:
         raise EncodingError(f"data set cannot be decoded: {error}") from None
     # pydicom signals a malformed file meta with many exception types (struct.error, EOFError,
