@@ -1,11 +1,14 @@
-"""A synthetic MR study for the receive benchmarks: one series of 16-bit MONOCHROME2 slices.
+"""A synthetic MR or CT study for the receive benchmarks: one series of 16-bit MONOCHROME2
+slices.
 
-Every slice is a complete MR Image Storage instance in Explicit VR Little Endian with its own
-SOP Instance UID, so a receiver that de-duplicates or files by UID sees a realistic study. The
-pixels are a smooth phantom that changes from slice to slice, not zeros, so nothing on the way
-(a compressing file system, a deduplicating store) can make the transfer cheaper than it is.
+Every slice is a complete MR (or CT) Image Storage instance in Explicit VR Little Endian with
+its own SOP Instance UID, so a receiver that de-duplicates or files by UID sees a realistic
+study. The pixels are a smooth phantom that changes from slice to slice, not zeros, so nothing
+on the way (a compressing file system, a deduplicating store) can make the transfer cheaper
+than it is.
 
-Run on its own to write a study somewhere: ``python bench/generate.py OUT_DIR --count 100``.
+Run on its own to write a study somewhere:
+``python bench/generate.py OUT_DIR --count 100 --modality CT``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
     generate_uid,
 )
+
+SOP_CLASSES = {"MR": MRImageStorage, "CT": CTImageStorage}
 
 SLICE_THICKNESS_MM = 1.0
 PIXEL_SPACING_MM = 0.9
@@ -38,33 +44,39 @@ def _phantom(size: int) -> tuple[np.ndarray, np.ndarray]:
     return radius, base
 
 
-def _study_template(size: int, now: datetime) -> Dataset:
+def _study_template(size: int, now: datetime, modality: str) -> Dataset:
     """The attributes every slice shares: patient, study, series, equipment and image pixel."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-    ds.SOPClassUID = MRImageStorage
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "M"]
+    ds.SOPClassUID = SOP_CLASSES[modality]
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
     ds.AccessionNumber = "BENCH0001"
-    ds.Modality = "MR"
+    ds.Modality = modality
     ds.Manufacturer = "store-server bench"
     ds.ReferringPhysicianName = "Bench^Referrer"
-    ds.StudyDescription = "Synthetic MR study for receive benchmarks"
-    ds.SeriesDescription = "T1 axial synthetic"
+    ds.StudyDescription = f"Synthetic {modality} study for receive benchmarks"
+    ds.SeriesDescription = "T1 axial synthetic" if modality == "MR" else "Abdomen synthetic"
     ds.PatientName = "Bench^Patient"
     ds.PatientID = "BENCH-0001"
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
-    ds.ScanningSequence = "SE"
-    ds.SequenceVariant = "NONE"
-    ds.ScanOptions = ""
-    ds.MRAcquisitionType = "2D"
     ds.SliceThickness = SLICE_THICKNESS_MM
-    ds.RepetitionTime = 500
-    ds.EchoTime = 15
-    ds.EchoTrainLength = 1
-    ds.MagneticFieldStrength = 1.5
+    if modality == "MR":
+        ds.ScanningSequence = "SE"
+        ds.SequenceVariant = "NONE"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = "2D"
+        ds.RepetitionTime = 500
+        ds.EchoTime = 15
+        ds.EchoTrainLength = 1
+        ds.MagneticFieldStrength = 1.5
+    else:
+        ds.KVP = 120
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.FrameOfReferenceUID = generate_uid()
@@ -86,13 +98,13 @@ def _study_template(size: int, now: datetime) -> Dataset:
     return ds
 
 
-def generate_study(folder: Path, count: int, size: int) -> list[Path]:
+def generate_study(folder: Path, count: int, size: int, modality: str = "MR") -> list[Path]:
     """Write ``count`` slices of ``size`` x ``size`` into ``folder``; return them in order."""
     if count < 1 or size < 1:
         raise ValueError("count and size must be at least 1")
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now()
-    template = _study_template(size, now)
+    template = _study_template(size, now, modality)
     radius, base = _phantom(size)
     rng = np.random.default_rng(seed=count * 65_537 + size)
     paths: list[Path] = []
@@ -120,13 +132,13 @@ def generate_study(folder: Path, count: int, size: int) -> list[Path]:
         ds.PixelData = pixels.tobytes()
 
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPClassUID = SOP_CLASSES[modality]
         meta.MediaStorageSOPInstanceUID = sop_instance_uid
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         ds.file_meta = meta
 
-        path = folder / f"MR{number:06d}.dcm"
+        path = folder / f"{modality}{number:06d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
@@ -148,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="folder to write the slices into")
     parser.add_argument("--count", type=int, default=1000, help="number of slices")
     parser.add_argument("--size", type=int, default=256, help="rows = columns")
+    parser.add_argument("--modality", choices=sorted(SOP_CLASSES), default="MR")
     args = parser.parse_args(argv)
-    paths = generate_study(args.output, args.count, args.size)
+    paths = generate_study(args.output, args.count, args.size, args.modality)
     print(f"{len(paths)} slices written to {args.output}", file=sys.stderr)
     return 0
 

@@ -1,19 +1,21 @@
-"""How fast instances are received: DCMTK storescp as the reference, then our receiver.
+"""How fast instances are received: ours against Orthanc and DCMTK storescp, in one run.
 
-One synthetic MR study is generated into a temporary folder and sent with DCMTK ``storescu``
-to each target in turn, ``--repeat`` times, targets interleaved so drift hits all of them. A
-run counts only if every storescu exits 0 and the receiver holds every instance afterwards;
-otherwise the target is reported as failed with the reason. Everything (study, received files,
-server processes, broker queues) is removed before exiting. See bench/README.md.
+Synthetic studies (MR 1000 x 256^2 and CT 500 x 512^2 by default) are sent with DCMTK
+``storescu`` over one association and over several, to each target in turn, ``--repeat``
+times, targets interleaved so drift hits all of them. A run counts only if every storescu
+exits 0 and the receiver holds every instance afterwards; otherwise the target is reported as
+failed with the reason. Reported per study and association count: instances/s, the
+receiver's CPU milliseconds per instance and its peak memory, and the rate as a ratio to
+Orthanc's and to storescp's. CPU is counted from the moment the target answers its first
+C-ECHO (start-up left out) to its exit. Everything (studies, received files, server
+processes, broker queues, databases) is removed before exiting. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
@@ -22,43 +24,33 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import aio_pika
 from generate import generate_study, split_study
+from targets import ALL, DCMTK_ENV, HOST, ORTHANC, STORESCP, cpu_seconds, started, stored
 
-HOST = "127.0.0.1"
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-OUR_AE, REFERENCE_AE = "STORE_SERVER", "STORESCP"
-# DCMTK waits for delayed ACKs (~40 ms per message) unless told to set TCP_NODELAY.
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
-STORESCP_MAX_PDU = "131072"  # storescp's largest; ours defaults to 256 KiB
-READY_TIMEOUT, SEND_TIMEOUT, STOP_TIMEOUT = 60.0, 900.0, 60.0
-# `run` is the embedded server whole (receiver, router and indexer share one process, one bus
-# in memory and SQLite); `receiver` is the production receiver process alone, publishing to
-# RabbitMQ, with the routers and indexers in processes of their own.
-EMBEDDED, RECEIVER = "store-server run", "store-server receiver"
-TARGETS = ("storescp", EMBEDDED, RECEIVER)
-# shared.bus.base.TOPOLOGY's roles, copied so the bench does not load the project's bus code.
-QUEUE_ROLES = ("router", "indexer", "scansheet")
+READY_TIMEOUT, SEND_TIMEOUT = 60.0, 900.0
 
 
 @dataclass
 class Run:
     seconds: float | None = None  # None: failed, see error
+    cpu_ms_per_instance: float | None = None
+    peak_mb: float | None = None
     error: str | None = None
 
 
 @dataclass
 class Result:
+    study: str
+    associations: int
     target: str
     runs: list[Run] = field(default_factory=list)
-    median_seconds: float | None = None
     instances_per_second: float | None = None
-    mb_per_second: float | None = None
+    cpu_ms_per_instance: float | None = None
+    peak_mb: float | None = None
+    ratio_to_orthanc: float | None = None
     ratio_to_storescp: float | None = None
     error: str | None = None
 
@@ -75,62 +67,18 @@ def amqp_reachable() -> bool:
     return False
 
 
-async def _delete_topology(exchange: str) -> None:
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        for role in QUEUE_ROLES:
-            for suffix in ("", ".retry", ".dead"):
-                await channel.queue_delete(f"{exchange}.{role}{suffix}")
-        await channel.exchange_delete(exchange)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    """SIGTERM the process group (storescp --fork children too), SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        return process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        return -signal.SIGKILL
-
-
 def _tail(path: Path, lines: int = 3) -> str:
     text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
     return " | ".join(text[-lines:])
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    log: Path
-    code: int | None = None  # exit code, once stopped
-
-
-@contextlib.contextmanager
-def serving(command: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
-    """Run a server in its own process group, stopped (and its ``code`` set) on leaving."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server = Server(process, log)
-    try:
-        yield server
-    finally:
-        server.code = _stop(process)
-
-
-def wait_ready(server: Server, port: int, ae_title: str) -> None:
+def wait_ready(process: subprocess.Popen[bytes], log: Path, port: int, ae_title: str) -> None:
     """Until a C-ECHO succeeds: the port is open and the AE answers."""
     deadline = time.monotonic() + READY_TIMEOUT
     echo = ["echoscu", "-q", "-to", "2", "-aec", ae_title, HOST, str(port)]
     while subprocess.run(echo, env=DCMTK_ENV, capture_output=True).returncode != 0:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited {server.process.returncode}: {_tail(server.log)}")
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode}: {_tail(log)}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"server not answering C-ECHO after {READY_TIMEOUT:.0f}s")
         time.sleep(0.1)
@@ -139,7 +87,7 @@ def wait_ready(server: Server, port: int, ae_title: str) -> None:
 def send(chunks: list[Path], port: int, ae_title: str, logs: Path) -> float:
     """One storescu per chunk, in parallel; seconds from the first start to the last exit."""
     processes: list[tuple[subprocess.Popen[bytes], Path]] = []
-    started = time.perf_counter()
+    started_at = time.perf_counter()
     try:
         for index, chunk in enumerate(chunks):
             log = logs / f"storescu-{index}.log"
@@ -151,8 +99,8 @@ def send(chunks: list[Path], port: int, ae_title: str, logs: Path) -> float:
                 )
             processes.append((process, log))
         for process, _ in processes:
-            process.wait(timeout=max(started + SEND_TIMEOUT - time.perf_counter(), 0.1))
-        elapsed = time.perf_counter() - started
+            process.wait(timeout=max(started_at + SEND_TIMEOUT - time.perf_counter(), 0.1))
+        elapsed = time.perf_counter() - started_at
     finally:
         for process, _ in processes:
             if process.poll() is None:
@@ -169,95 +117,98 @@ def send(chunks: list[Path], port: int, ae_title: str, logs: Path) -> float:
 def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
     """One transfer of the whole study to a freshly started ``target``; cleans up after."""
     work.mkdir()
-    port = free_port()
-    exchange = ""
     try:
-        if target == "storescp":
-            received, pattern = work / "received", "*"
-            received.mkdir()
-            ae_title, env = REFERENCE_AE, DCMTK_ENV
-            command = ["storescp", "--fork", "-aet", ae_title, "+xa", "-dhl"]
-            command += ["-pdu", STORESCP_MAX_PDU, "--output-directory", str(received), str(port)]
-        else:
-            data_dir = work / "data"
-            # Each instance is in the spool or, once the router has filed it, in accounts/.
-            received, pattern = data_dir, "*.dcm"
-            ae_title = OUR_AE
-            # Only our flags and the exchange below: no STORE_SERVER_* from the caller's shell.
-            env = {k: v for k, v in os.environ.items() if not k.startswith("STORE_SERVER_")}
-            bus, role = "memory://", "run"
-            if target == RECEIVER:
-                bus, role, exchange = AMQP_URL, "receiver", f"bench-{uuid.uuid4().hex[:12]}"
-                env["STORE_SERVER_BUS__EXCHANGE"] = exchange
-            command = [str(Path(sys.executable).with_name("store-server")), role, "--host", HOST]
-            command += ["--port", str(port), "--data-dir", str(data_dir), "--bus", bus]
-        log = work / "server.log"
         try:
-            with serving(command, env, log) as server:
-                wait_ready(server, port, ae_title)
-                seconds = send(chunks, port, ae_title, work)
-        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            with started(target, free_port(), work) as running:
+                wait_ready(running.process, running.log, running.port, running.ae_title)
+                idle_cpu = cpu_seconds(running.process.pid)
+                seconds = send(chunks, running.port, running.ae_title, work)
+            # Counted once stopped: a file being filed is in the spool and the accounts at once.
+            count = stored(running)
+        except (RuntimeError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
             return Run(error=str(error))
-        count = sum(1 for path in received.rglob(pattern) if path.is_file())
+        usage = running.usage
+        assert usage is not None
         if count != expected:
             return Run(error=f"{count} of {expected} instances stored")
-        if target != "storescp" and server.code != 0:
-            return Run(error=f"server exited {server.code} on SIGTERM: {_tail(log)}")
-        return Run(seconds=seconds)
+        if target not in (STORESCP, ORTHANC) and usage.code != 0:
+            return Run(error=f"server exited {usage.code} on SIGTERM: {_tail(running.log)}")
+        cpu_ms = (usage.cpu_seconds - idle_cpu) * 1000 / expected
+        return Run(seconds, cpu_ms, usage.peak_mb)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if exchange:
-            try:
-                asyncio.run(_delete_topology(exchange))
-            except Exception as error:  # the run's outcome stands; say what was left behind
-                print(f"left behind: exchange {exchange}, its queues: {error}", file=sys.stderr)
 
 
-def summarise(results: list[Result], count: int, total_bytes: int) -> None:
+def summarise(results: list[Result], count: int) -> None:
     for result in results:
         failures = [run.error for run in result.runs if run.error is not None]
         if failures:
             result.error = f"{len(failures)}/{len(result.runs)} runs failed: {failures[0]}"
             continue
-        seconds = statistics.median(run.seconds for run in result.runs if run.seconds)
-        result.median_seconds = seconds
-        result.instances_per_second = count / seconds
-        result.mb_per_second = total_bytes / seconds / 1e6
-    reference = results[0].instances_per_second
+        result.instances_per_second = count / statistics.median(
+            run.seconds for run in result.runs if run.seconds
+        )
+        result.cpu_ms_per_instance = statistics.median(
+            run.cpu_ms_per_instance for run in result.runs if run.cpu_ms_per_instance is not None
+        )
+        result.peak_mb = max(run.peak_mb for run in result.runs if run.peak_mb is not None)
+    by_target = {result.target: result.instances_per_second for result in results}
     for result in results:
-        if reference and result.instances_per_second:
-            result.ratio_to_storescp = result.instances_per_second / reference
+        rate = result.instances_per_second
+        if rate and by_target.get(ORTHANC):
+            result.ratio_to_orthanc = rate / by_target[ORTHANC]  # type: ignore[operator]
+        if rate and by_target.get(STORESCP):
+            result.ratio_to_storescp = rate / by_target[STORESCP]  # type: ignore[operator]
 
 
 def table(results: list[Result]) -> str:
-    rows = [("target", "instances/s", "MB/s", "vs storescp", "")]
+    rows = [("target", "inst/s", "CPU ms/inst", "peak MB", "vs Orthanc", "vs storescp", "")]
     for r in results:
-        if r.instances_per_second is None or r.mb_per_second is None:
-            rows.append((r.target, "FAILED", "-", "-", r.error or ""))
+        if r.instances_per_second is None:
+            rows.append((r.target, "FAILED", "-", "-", "-", "-", r.error or ""))
             continue
-        ratio = f"{r.ratio_to_storescp:.2f}x" if r.ratio_to_storescp else "-"
-        rate, mbps = f"{r.instances_per_second:.0f}", f"{r.mb_per_second:.1f}"
-        rows.append((r.target, rate, mbps, ratio, ""))
+        rows.append(
+            (
+                r.target,
+                f"{r.instances_per_second:.0f}",
+                f"{r.cpu_ms_per_instance:.2f}",
+                f"{r.peak_mb:.0f}",
+                f"{r.ratio_to_orthanc:.2f}x" if r.ratio_to_orthanc else "-",
+                f"{r.ratio_to_storescp:.2f}x" if r.ratio_to_storescp else "-",
+                "",
+            )
+        )
     width = max(len(row[0]) for row in rows)
     return "\n".join(
-        f"{t:<{width}}  {rate:>11}  {mbps:>7}  {ratio:>11}  {why}".rstrip()
-        for t, rate, mbps, ratio, why in rows
+        f"{row[0]:<{width}}  {row[1]:>7}  {row[2]:>11}  {row[3]:>7}  {row[4]:>10}  "
+        f"{row[5]:>11}  {row[6]}".rstrip()
+        for row in rows
     )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--count", type=int, default=1000, help="slices in the study")
-    parser.add_argument("--size", type=int, default=256, help="rows = columns of each slice")
+    parser.add_argument(
+        "--studies",
+        default="MR:1000:256,CT:500:512",
+        help="MODALITY:COUNT:SIZE,... (default: %(default)s)",
+    )
+    parser.add_argument("--associations", default="1,4", help="storescu in parallel: 1,4")
     parser.add_argument("--repeat", type=int, default=3, help="runs per target (median)")
-    parser.add_argument("--associations", type=int, default=1, help="parallel storescu")
-    parser.add_argument("--no-amqp", action="store_true", help="skip the RabbitMQ target")
+    parser.add_argument("--targets", default=",".join(ALL), help="of: " + ", ".join(ALL))
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    if min(args.count, args.size, args.repeat, args.associations) < 1:
-        parser.error("--count, --size, --repeat and --associations must be at least 1")
-    if args.associations > args.count:
-        parser.error("--associations cannot exceed --count")
+    try:
+        args.studies = [
+            (modality, int(count), int(size))
+            for modality, count, size in (part.split(":") for part in args.studies.split(","))
+        ]
+        args.associations = [int(part) for part in args.associations.split(",")]
+    except ValueError:
+        parser.error("--studies is MODALITY:COUNT:SIZE,...; --associations is N,...")
+    args.targets = [t for t in args.targets.split(",") if t]
+    if unknown := set(args.targets) - set(ALL):
+        parser.error(f"unknown targets: {sorted(unknown)}")
     return args
 
 
@@ -265,38 +216,52 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop servers and remove files.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    missing = [tool for tool in ("storescu", "storescp", "echoscu") if not shutil.which(tool)]
+    tools = ["storescu", "echoscu", *(["storescp"] if STORESCP in args.targets else [])]
+    tools += ["Orthanc"] if ORTHANC in args.targets else []
+    missing = [tool for tool in tools if not shutil.which(tool)]
     if missing:
-        print(f"missing DCMTK tools: {', '.join(missing)}", file=sys.stderr)
+        print(f"missing tools: {', '.join(missing)}", file=sys.stderr)
         return 2
-    targets = list(TARGETS)
-    if args.no_amqp or not amqp_reachable():
-        targets.pop()
-        if not args.no_amqp:
-            print(f"RabbitMQ not reachable at {HOST}:5672: skipping amqp", file=sys.stderr)
+    targets = args.targets
+    if not amqp_reachable():
+        print(
+            f"RabbitMQ not reachable at {HOST}:5672: only storescp, orthanc, run", file=sys.stderr
+        )
+        targets = [t for t in targets if t in (STORESCP, ORTHANC, "run")]
+    everything: list[Result] = []
+    report: list[str] = []
     with tempfile.TemporaryDirectory(prefix="store-server-bench-") as temp:
         root = Path(temp)
-        print(f"generating {args.count} slices of {args.size}x{args.size}", file=sys.stderr)
-        paths = generate_study(root / "study", args.count, args.size)
-        total_bytes = sum(path.stat().st_size for path in paths)
-        chunks = split_study(paths, args.associations, root / "associations")
-        results = [Result(target) for target in targets]
-        for repetition in range(args.repeat):
-            for number, result in enumerate(results):
-                work = root / f"run-{repetition}-{number}"
-                run = run_once(result.target, chunks, len(paths), work)
-                result.runs.append(run)
-                shown = f"{run.seconds:.2f}s" if run.seconds is not None else run.error
-                print(f"[{repetition + 1}/{args.repeat}] {result.target}: {shown}", file=sys.stderr)
-    summarise(results, args.count, total_bytes)
-    heading = f"{args.count} x {args.size}x{args.size} MR slices ({total_bytes / 1e6:.1f} MB), "
-    heading += f"{args.associations} association(s), median of {args.repeat}"
-    # With --json, stdout carries only the JSON; the table still goes to the terminal.
-    print(f"{heading}\n{table(results)}", file=sys.stderr if args.json else sys.stdout)
+        for modality, count, size in args.studies:
+            print(f"generating {count} {modality} slices of {size}x{size}", file=sys.stderr)
+            folder = root / f"{modality}-{count}-{size}"
+            paths = generate_study(folder / "study", count, size, modality)
+            total = sum(path.stat().st_size for path in paths)
+            for associations in args.associations:
+                chunks = split_study(paths, associations, folder / f"by-{associations}")
+                results = [Result(modality, associations, target) for target in targets]
+                for repetition in range(args.repeat):
+                    for number, result in enumerate(results):
+                        work = root / f"run-{modality}-{associations}-{repetition}-{number}"
+                        run = run_once(result.target, chunks, len(paths), work)
+                        result.runs.append(run)
+                        shown = f"{run.seconds:.2f}s" if run.seconds is not None else run.error
+                        print(
+                            f"[{modality} x{associations} {repetition + 1}/{args.repeat}] "
+                            f"{result.target}: {shown}",
+                            file=sys.stderr,
+                        )
+                summarise(results, count)
+                everything += results
+                report.append(
+                    f"{modality} {count} x {size}^2 ({total / 1e6:.0f} MB), "
+                    f"{associations} association(s), median of {args.repeat}\n{table(results)}"
+                )
+    print("\n\n".join(report), file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        payload = {**vars(args), "bytes": total_bytes, "results": [asdict(r) for r in results]}
+        payload = {"repeat": args.repeat, "results": [asdict(r) for r in everything]}
         print(json.dumps(payload, indent=2))
-    return 0 if all(result.error is None for result in results) else 1
+    return 0 if all(result.error is None for result in everything) else 1
 
 
 if __name__ == "__main__":

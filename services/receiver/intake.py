@@ -1,21 +1,25 @@
 """What happens to one received C-STORE data set, up to the status the sender is given.
 
-In order: enough disk? decodable? fileable? durable in the spool? confirmed on the bus? Only
-when all five hold is the answer Success, and Success means the instance will be filed. Any
-failure answers a failure status with an Error Comment saying why, and leaves nothing
-half-done: no partial file, no spooled file whose message was never confirmed. Data that
-cannot be decoded is quarantined with its reason; data that decodes but cannot be filed (no
-Study or Series Instance UID) is not kept: the sender still has it, and was told what is
-missing. Every refusal is logged, and reported on the bus for the audit trail.
+In order: enough disk? decodable? fileable? then, at the same time, durable in the spool and
+confirmed on the bus. Only when all five hold is the answer Success, and Success means the
+instance will be filed. Any failure answers a failure status with an Error Comment saying
+why, and leaves nothing half-done: no partial file, no spooled file whose message was never
+confirmed. Data that cannot be decoded is quarantined with its reason; data that decodes but
+cannot be filed (no Study or Series Instance UID) is not kept: the sender still has it, and
+was told what is missing. Every refusal is logged, and reported on the bus for the audit
+trail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -35,7 +39,8 @@ CANNOT_UNDERSTAND = 0xC000
 ERROR_COMMENT_LENGTH = 64  # (0000,0902) Error Comment is an LO
 
 # Publishes and waits for the bus's confirm; raises PublishError otherwise.
-Publish = Callable[[Message], None]
+Publish = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,30 +70,50 @@ class Outcome:
         return self.reason[:ERROR_COMMENT_LENGTH]
 
 
+class _Unfileable(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
 class Intake:
-    """Decides the fate of each received data set; shared by all association threads."""
+    """Decides the fate of each received data set; shared by all associations.
+
+    File work (the structure check, the fsync, quarantine) runs on ``executor``, a bounded
+    thread pool, so the event loop keeps serving the other associations meanwhile.
+    """
 
     def __init__(
-        self, spool: Spool, publish: Publish, quarantine_dir: Path, min_free_bytes: int
+        self,
+        spool: Spool,
+        publish: Publish,
+        quarantine_dir: Path,
+        min_free_bytes: int,
+        executor: Executor,
     ) -> None:
         self._spool = spool
         self._publish = publish
         self._quarantine_dir = quarantine_dir
         self._min_free_bytes = min_free_bytes
+        self._executor = executor
 
-    def receive(self, received: Path, arrival: Arrival) -> Outcome:
-        """Take ``received`` (a complete DICOM file in ``incoming/``) into the spool."""
+    def low_disk(self) -> Outcome | None:
+        """The refusal when the spool's disk is below ``receiver.min_free_disk_mb``."""
         free = self._spool.free_bytes()
-        if free < self._min_free_bytes:
-            received.unlink(missing_ok=True)
-            return self._refused(
-                arrival,
-                Outcome(
-                    OUT_OF_RESOURCES,
-                    f"free disk {free // 2**20} MiB is below receiver.min_free_disk_mb "
-                    f"({self._min_free_bytes // 2**20} MiB)",
-                ),
-            )
+        if free >= self._min_free_bytes:
+            return None
+        return Outcome(
+            OUT_OF_RESOURCES,
+            f"free disk {free // 2**20} MiB is below receiver.min_free_disk_mb "
+            f"({self._min_free_bytes // 2**20} MiB)",
+        )
+
+    async def _in_thread(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def receive(self, received: Path, size: int, arrival: Arrival) -> Outcome:
+        """Take ``received`` (a complete DICOM file of ``size`` bytes in ``incoming/``) into
+        the spool."""
         name = self._spool.new_name()
         try:
             message = InstanceReceived(
@@ -96,7 +121,7 @@ class Intake:
                 sop_class_uid=arrival.sop_class_uid,
                 transfer_syntax_uid=arrival.transfer_syntax_uid,
                 spool_name=name,
-                size=received.stat().st_size,
+                size=size,
                 received_at=datetime.now(UTC),
                 calling_ae=arrival.calling_ae,
                 called_ae=arrival.called_ae,
@@ -107,51 +132,73 @@ class Intake:
             reason = "invalid UID in the C-STORE request: " + "; ".join(
                 f"{e['loc'][0]}: {e['msg']}" for e in error.errors()
             )
-            return self._quarantined(received, arrival, reason)
+            return await self._quarantined(received, arrival, reason)
         try:
-            facts = decoded(received, arrival)
+            spooled, descriptor = await self._in_thread(
+                self._check_and_place, received, arrival, message
+            )
         except EncodingError as error:
-            return self._quarantined(received, arrival, str(error))
-        unfileable = unfileable_reason(facts)
-        if unfileable is not None:
-            received.unlink(missing_ok=True)
-            return self._refused(arrival, unfileable)
-        try:
-            spooled = self._spool.keep(received, name, message.to_bytes())
+            return await self._quarantined(received, arrival, str(error))
+        except _Unfileable as unfileable:
+            await self._in_thread(_remove, received)
+            return await self.refuse(arrival, unfileable.outcome)
         except OSError as error:
-            received.unlink(missing_ok=True)
+            await self._in_thread(_remove, received)
             reason = f"spool write failed: {os.strerror(error.errno or 0)}"
-            return self._refused(arrival, Outcome(OUT_OF_RESOURCES, reason))
-        try:
-            self._publish(message)
-        except PublishError as error:
-            self._spool.discard(spooled)
+            return await self.refuse(arrival, Outcome(OUT_OF_RESOURCES, reason))
+        # Durable on disk and confirmed on the bus, at the same time; Success needs both.
+        synced, published = await asyncio.gather(
+            self._in_thread(self._spool.sync, descriptor),
+            self._publish(message),
+            return_exceptions=True,
+        )
+        for result in (synced, published):
+            if isinstance(result, BaseException) and not isinstance(result, OSError | PublishError):
+                await self._in_thread(self._spool.discard, spooled)
+                raise result
+        if isinstance(synced, OSError):
+            await self._in_thread(self._spool.discard, spooled)
+            reason = f"spool write failed: {os.strerror(synced.errno or 0)}"
+            return await self.refuse(arrival, Outcome(OUT_OF_RESOURCES, reason))
+        if isinstance(published, PublishError):
+            await self._in_thread(self._spool.discard, spooled)
             # Not reported on the bus: it is the bus that failed.
-            return Outcome(OUT_OF_RESOURCES, f"bus did not confirm: {error}")
+            return Outcome(OUT_OF_RESOURCES, f"bus did not confirm: {published}")
         self._spool.mark_published(spooled)
         return Outcome(SUCCESS, spool_name=name)
 
-    def _quarantined(self, received: Path, arrival: Arrival, reason: str) -> Outcome:
+    def _check_and_place(
+        self, received: Path, arrival: Arrival, message: InstanceReceived
+    ) -> tuple[Path, int]:
+        """In a worker thread: the structure check, then into the spool (not yet synced)."""
+        unfileable = unfileable_reason(decoded(received, arrival))
+        if unfileable is not None:
+            raise _Unfileable(unfileable)
+        return self._spool.place(received, message.spool_name, message.to_bytes())
+
+    async def _quarantined(self, received: Path, arrival: Arrival, reason: str) -> Outcome:
         """Undecodable input: kept in quarantine for the administrator, sender told why."""
         kept: Path | None = None
         try:
-            kept = quarantine(
-                received,
-                self._quarantine_dir,
-                reason,
-                sop_instance_uid=arrival.sop_instance_uid,
-                calling_ae=arrival.calling_ae,
-                peer_address=arrival.peer_address,
+            kept = await self._in_thread(
+                lambda: quarantine(
+                    received,
+                    self._quarantine_dir,
+                    reason,
+                    sop_instance_uid=arrival.sop_instance_uid,
+                    calling_ae=arrival.calling_ae,
+                    peer_address=arrival.peer_address,
+                )
             )
         except OSError as error:
             log.error("instance.quarantine_failed", reason=reason, error=str(error))
-            received.unlink(missing_ok=True)
-        return self._refused(arrival, Outcome(CANNOT_UNDERSTAND, reason), kept)
+            await self._in_thread(_remove, received)
+        return await self.refuse(arrival, Outcome(CANNOT_UNDERSTAND, reason), kept)
 
-    def _refused(self, arrival: Arrival, outcome: Outcome, kept: Path | None = None) -> Outcome:
+    async def refuse(self, arrival: Arrival, outcome: Outcome, kept: Path | None = None) -> Outcome:
         """Report a refusal for the audit trail; a bus that cannot take it costs only that."""
         try:
-            self._publish(
+            await self._publish(
                 InstanceRefused(
                     sop_instance_uid=arrival.sop_instance_uid[:64],
                     sop_class_uid=arrival.sop_class_uid[:64],
@@ -174,10 +221,14 @@ class Intake:
         return outcome
 
 
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 def decoded(path: Path, arrival: Arrival) -> DataSetFacts:
     """The data set's key UIDs; :class:`EncodingError` when it cannot be decoded as labelled."""
     try:
-        facts = check_file(path)
+        facts = check_file(path, arrival.transfer_syntax_uid)
     except EncodingError as error:
         raise EncodingError(f"data set cannot be decoded: {error}") from None
     # pydicom signals a malformed file meta with many exception types (struct.error, EOFError,

@@ -12,13 +12,17 @@ merged, which a modality retrying a request it saw fail also needs.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from io import BytesIO
 from typing import Any, cast
 
 from pydantic import ValidationError
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
+from pynetdicom.dsutils import decode
 
+from services.receiver.dimse import N_CREATE, N_SET, Reply
 from services.receiver.intake import Publish
+from services.receiver.operations import DataSetSink, Request
 from shared.bus import PublishError
 from shared.log import get_logger
 from shared.messages import MppsUpdated
@@ -30,10 +34,9 @@ SUCCESS = 0x0000
 INVALID_ATTRIBUTE_VALUE = 0x0106
 PROCESSING_FAILURE = 0x0110
 STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
+LONGEST_ATTRIBUTES = 16 * 2**20
 # pydicom raises these for a data set it cannot decode or a value it cannot convert.
 _BAD_DATA_SET = (ValueError, TypeError, AttributeError, KeyError, IndexError, NotImplementedError)
-
-Answer = tuple[int, Dataset | None]
 
 
 class InvalidStep(ValueError):
@@ -88,42 +91,84 @@ def describe(step_uid: str, operation: str, attributes: Dataset, calling_ae: str
         raise InvalidStep(f"invalid UID or value: {error.errors()[0]['msg']}") from None
 
 
-def _answer(event: Any, operation: str, step_uid: str, publish: Publish) -> Answer:
-    calling_ae = str(event.assoc.requestor.ae_title).strip()
-    context = {"step_uid": step_uid, "operation": operation, "calling_ae": calling_ae}
-    try:
-        attributes = event.attribute_list if operation == "create" else event.modification_list
-        message = describe(step_uid, operation, attributes, calling_ae)
-    except InvalidStep as error:
-        log.warning("mpps.refused", reason=str(error), **context)
-        return INVALID_ATTRIBUTE_VALUE, None
-    except _BAD_DATA_SET as error:
-        log.warning("mpps.refused", reason=f"undecodable attributes: {error}", **context)
-        return PROCESSING_FAILURE, None
-    try:
-        publish(message)
-    except PublishError as error:
-        log.error("mpps.publish_failed", error=str(error), **context)
-        return PROCESSING_FAILURE, None
-    log.info(
-        "mpps.received",
-        status=message.status,
-        studies=message.study_instance_uids,
-        referenced=len(message.referenced_sop_instance_uids or []),
-        **context,
-    )
-    reply = Dataset()
-    if operation == "create" and event.request.AffectedSOPInstanceUID is None:
-        reply.AffectedSOPInstanceUID = step_uid  # pynetdicom moves it into the response
-    return SUCCESS, reply
+class Mpps:
+    """Answers N-CREATE and N-SET on the MPPS SOP class."""
+
+    commands = frozenset({N_CREATE, N_SET})
+
+    def __init__(self, publish: Publish) -> None:
+        self._publish = publish
+
+    async def perform(self, request: Request) -> Reply:
+        return await self.answer(request, Dataset())
+
+    def receive(self, request: Request) -> DataSetSink:
+        return _Attributes(self, request)
+
+    async def answer(self, request: Request, attributes: Dataset) -> Reply:
+        command = request.command
+        if command.field == N_CREATE:
+            # The step's UID is ours to give when the modality sent none.
+            operation, step_uid = "create", command.uid("AffectedSOPInstanceUID") or generate_uid()
+        else:
+            operation, step_uid = "set", command.uid("RequestedSOPInstanceUID")
+        calling_ae = request.peer.calling_ae
+        context = {"step_uid": step_uid, "operation": operation, "calling_ae": calling_ae}
+        try:
+            message = describe(step_uid, operation, attributes, calling_ae)
+        except InvalidStep as error:
+            log.warning("mpps.refused", reason=str(error), **context)
+            return Reply(INVALID_ATTRIBUTE_VALUE)
+        except _BAD_DATA_SET as error:
+            log.warning("mpps.refused", reason=f"undecodable attributes: {error}", **context)
+            return Reply(PROCESSING_FAILURE)
+        try:
+            await self._publish(message)
+        except PublishError as error:
+            log.error("mpps.publish_failed", error=str(error), **context)
+            return Reply(PROCESSING_FAILURE)
+        log.info(
+            "mpps.received",
+            status=message.status,
+            studies=message.study_instance_uids,
+            referenced=len(message.referenced_sop_instance_uids or []),
+            **context,
+        )
+        return Reply(SUCCESS, affected_sop_instance_uid=step_uid)
 
 
-def on_n_create(event: Any, publish: Publish) -> Answer:
-    """EVT_N_CREATE: a modality starts a step (the UID is ours to give if it sent none)."""
-    step_uid = str(event.request.AffectedSOPInstanceUID or generate_uid())
-    return _answer(event, "create", step_uid, publish)
+class _Attributes:
+    """An N-CREATE or N-SET attribute list: small, so gathered and decoded whole (bounded)."""
 
+    def __init__(self, mpps: Mpps, request: Request) -> None:
+        self._mpps = mpps
+        self._request = request
+        self._encoded = bytearray()
+        self._too_long = False
 
-def on_n_set(event: Any, publish: Publish) -> Answer:
-    """EVT_N_SET: a modality updates, completes or discontinues a step."""
-    return _answer(event, "set", str(event.request.RequestedSOPInstanceUID), publish)
+    def write(self, fragment: bytes) -> None:
+        if len(self._encoded) + len(fragment) > LONGEST_ATTRIBUTES:
+            self._too_long = True
+            self._encoded.clear()
+        elif not self._too_long:
+            self._encoded += fragment
+
+    async def finish(self) -> Reply:
+        if self._too_long:
+            log.warning("mpps.refused", reason="attribute list longer than 16 MiB")
+            return Reply(PROCESSING_FAILURE)
+        syntax = UID(self._request.transfer_syntax)
+        try:
+            attributes = decode(
+                BytesIO(bytes(self._encoded)),
+                syntax.is_implicit_VR,
+                syntax.is_little_endian,
+                syntax.is_deflated,
+            )
+        except Exception as error:  # pydicom's many ways of saying "cannot decode"
+            log.warning("mpps.refused", reason=f"undecodable attributes: {error}")
+            return Reply(PROCESSING_FAILURE)
+        return await self._mpps.answer(self._request, attributes)
+
+    def discard(self) -> None:
+        self._encoded.clear()

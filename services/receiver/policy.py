@@ -1,7 +1,8 @@
-"""Who may associate: calling AE allowlist (optionally per host), called AE, association limit.
+"""Who may associate: calling AE allowlist (optionally per host), called AE, user identity,
+association limits (in all, and per peer address).
 
-Checked when an association is requested, so a refusal is logged with its reason before
-pynetdicom answers; the A-ASSOCIATE-RJ carries the matching PS3.8 diagnostic.
+Checked when an association is requested, so a refusal is logged with its reason before the
+listener answers; the A-ASSOCIATE-RJ carries the matching PS3.8 diagnostic.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ from services.receiver.settings import AllowedCaller, ReceiverSettings
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, local limit exceeded
+REJECT_USER = (0x01, 0x01, 0x01)  # permanent, no reason given (PS3.7 D.3.3.7)
+USERNAME = 1
+USERNAME_AND_PASSCODE = 2
+
+
+@dataclass(frozen=True)
+class UserIdentity:
+    """A User Identity Negotiation sub-item as requested (PS3.7 D.3.3.7)."""
+
+    kind: int
+    primary: bytes
+    secondary: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -34,8 +47,14 @@ def check_association(
     called_ae: str,
     peer_address: str,
     active_associations: int,
+    peer_associations: int = 1,
+    user: UserIdentity | None = None,
 ) -> Refusal | None:
-    """Why this association must be refused, or ``None`` to accept it."""
+    """Why this association must be refused, or ``None`` to accept it.
+
+    ``active_associations`` and ``peer_associations`` count this one, in all and from
+    ``peer_address``.
+    """
     callers = settings.allowed_callers
     if callers and not any(allows(caller, calling_ae, peer_address) for caller in callers):
         known = any(caller.ae_title == calling_ae.strip() for caller in callers)
@@ -50,10 +69,35 @@ def check_association(
             f"called AE title {called_ae.strip()!r} is not ours ({settings.ae_title!r})",
             REJECT_CALLED_AE,
         )
+    if settings.user_identities and not identified(settings.user_identities, user):
+        shown = "none" if user is None else f"type {user.kind}"
+        return Refusal(f"user identity ({shown}) is not in receiver.user_identities", REJECT_USER)
     if active_associations > settings.max_associations:
         return Refusal(
             f"{active_associations - 1} associations already open "
             f"(receiver.max_associations = {settings.max_associations})",
             REJECT_BUSY,
         )
+    if peer_associations > settings.max_associations_per_peer:
+        return Refusal(
+            f"{peer_associations - 1} associations already open from {peer_address} "
+            f"(receiver.max_associations_per_peer = {settings.max_associations_per_peer})",
+            REJECT_BUSY,
+        )
     return None
+
+
+def identified(known: list[str], user: UserIdentity | None) -> bool:
+    """Whether ``user`` is one of ``receiver.user_identities`` (``name`` or ``name:passcode``);
+    only username and username-with-passcode identities can be checked here."""
+    if user is None or user.kind not in (USERNAME, USERNAME_AND_PASSCODE):
+        return False
+    name = user.primary.decode("utf-8", "replace")
+    passcode = user.secondary.decode("utf-8", "replace")
+    for entry in known:
+        wanted, has_passcode, wanted_passcode = entry.partition(":")
+        if wanted != name:
+            continue
+        if not has_passcode or (user.kind == USERNAME_AND_PASSCODE and passcode == wanted_passcode):
+            return True
+    return False

@@ -8,16 +8,23 @@ closes the bus after every service has stopped).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydicom.filereader import read_file_meta_info
+from pynetdicom import ALL_TRANSFER_SYNTAXES, DEFAULT_TRANSFER_SYNTAXES
+from pynetdicom.presentation import PresentationContext, build_context
 
+from services.receiver import mpps, verification
 from services.receiver.intake import Intake
-from services.receiver.scp import Listener
+from services.receiver.listener import Listener
+from services.receiver.mpps import Mpps
+from services.receiver.operations import Handler
 from services.receiver.settings import ReceiverSettings
 from services.receiver.spool import Spool
+from services.receiver.storage import Storage
+from services.receiver.verification import Verification
 from shared.bus import Bus, PublishError
 from shared.log import get_logger
 from shared.messages import InstanceReceived, Message, MessageError, decode
@@ -35,35 +42,53 @@ class Receiver:
         self._bus = bus
         self._paths = paths
         self._spool = Spool(paths.spool)
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def ports(self) -> list[int]:
         return self._listener.ports if self._listener else []
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         removed = self._spool.prepare()
         if removed:
             log.warning("spool.partial_transfers_removed", count=len(removed))
         await self.republish()
+        settings = self._settings
+        self._executor = ThreadPoolExecutor(settings.io_threads, "receiver-io")
         intake = Intake(
             self._spool,
-            self._publish_from_thread,
+            self._publish_confirmed,
             self._paths.quarantine,
-            self._settings.min_free_disk_mb * 2**20,
+            settings.min_free_disk_mb * 2**20,
+            self._executor,
         )
-        self._listener = Listener(self._settings, self._spool, intake, self._publish_from_thread)
-        await asyncio.to_thread(self._listener.start)
+        # Each service by the abstract syntax it answers, with the transfer syntaxes it takes;
+        # storage takes every other context (see services.receiver.negotiation).
+        handlers: dict[str, tuple[Handler, PresentationContext]] = {
+            verification.ABSTRACT_SYNTAX: (
+                Verification(),
+                build_context(verification.ABSTRACT_SYNTAX, ALL_TRANSFER_SYNTAXES),
+            ),
+            mpps.MPPS_SOP_CLASS: (
+                Mpps(self._publish_confirmed),
+                build_context(mpps.MPPS_SOP_CLASS, DEFAULT_TRANSFER_SYNTAXES),
+            ),
+        }
+        listener = Listener(settings, handlers, Storage(self._spool, intake))
+        await listener.start()
+        self._listener = listener
 
     def problem(self) -> str | None:
         return None if self._listener is not None else "not listening"
 
     async def stop(self) -> None:
         if self._listener is not None:
-            await asyncio.to_thread(self._listener.stop, self._settings.shutdown_grace)
+            await self._listener.stop(self._settings.shutdown_grace)
             self._listener = None
+        if self._executor is not None:
+            await asyncio.to_thread(self._executor.shutdown)
+            self._executor = None
 
     async def republish(self) -> int:
         """Publish spooled instances the bus may not hold; return how many."""
@@ -113,14 +138,12 @@ class Receiver:
             )
             return None
 
-    def _publish_from_thread(self, message: Message) -> None:
-        """Publish from an association thread and wait for the confirm."""
-        assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self._bus.publish(message), self._loop)
+    async def _publish_confirmed(self, message: Message) -> None:
+        """Publish and wait for the confirm, at most ``receiver.publish_timeout``."""
         try:
-            future.result(timeout=self._settings.publish_timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
+            async with asyncio.timeout(self._settings.publish_timeout):
+                await self._bus.publish(message)
+        except TimeoutError:
             raise PublishError(
                 f"no confirm within receiver.publish_timeout ({self._settings.publish_timeout}s)"
             ) from None

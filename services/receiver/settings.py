@@ -33,9 +33,12 @@ class TLSSettings(Section):
     ca: Path | None = Field(
         default=None, description="CA bundle; when set, peers must present a certificate"
     )
+    only: bool = Field(default=False, description="serve TLS alone: no plain port")
 
     @model_validator(mode="after")
     def _complete(self) -> TLSSettings:
+        if self.only and self.port is None:
+            raise ValueError("receiver.tls.only needs receiver.tls.port")
         if self.port is not None and (self.cert is None or self.key is None):
             raise ValueError("a TLS port needs both receiver.tls.cert and receiver.tls.key")
         for name in ("cert", "key", "ca"):
@@ -57,18 +60,49 @@ class ReceiverSettings(Section):
     require_called_ae: bool = True
     accept_unknown_sop_classes: bool = True
     max_associations: int = Field(default=20, ge=1, le=1000)
+    max_associations_per_peer: int = Field(
+        default=10, ge=1, le=1000, description="associations at once from one peer address"
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="open connections, associated or not; at the limit a new connection "
+        "displaces the oldest one that has not yet requested an association",
+    )
+    max_operations: int = Field(
+        default=8, ge=1, le=64, description="asynchronous operations window granted a peer"
+    )
+    user_identities: list[str] = Field(
+        default_factory=list,
+        description="`name` or `name:passcode`; when set, a peer must present one of them",
+    )
+    io_threads: int = Field(
+        default=4, ge=1, le=64, description="threads for the structure check and fsync"
+    )
     max_pdu_size: int = Field(
         default=262_144, ge=0, description="largest PDU we receive; 0 means unlimited"
     )
     acse_timeout: float = Field(default=30.0, gt=0)
-    dimse_timeout: float = Field(default=60.0, gt=0)
-    network_timeout: float = Field(default=120.0, gt=0)
+    dimse_timeout: float = Field(
+        default=60.0, gt=0, description="seconds between the fragments of a request"
+    )
+    network_timeout: float = Field(
+        default=120.0, gt=0, description="seconds an association may be silent between requests"
+    )
     min_free_disk_mb: int = Field(default=1024, ge=0)
     publish_timeout: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="seconds to let associations in flight finish"
     )
     tls: TLSSettings = Field(default_factory=TLSSettings)
+
+    @field_validator("user_identities", mode="before")
+    @classmethod
+    def _identities_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("allowed_callers", mode="before")
     @classmethod

@@ -2,9 +2,9 @@
 
 Layout under ``<data_dir>/spool``:
 
-- ``incoming/``: files being received (pynetdicom writes each C-STORE data set there as it
-  arrives). Anything left here at start-up belongs to a transfer that was never answered, so it
-  is removed.
+- ``incoming/``: files being received (the listener streams each C-STORE data set there, its
+  File Meta Information ahead of it, as it arrives). Anything left here at start-up belongs to
+  a transfer that was never answered, so it is removed.
 - ``<arrival>-<random>.dcm``: received, fsynced, renamed into place, directory fsynced. Mode
   0600 until the ``instance.received`` message is confirmed by the bus, then 0640. The mode is
   the publish mark: a crash before the confirm leaves a 0600 file, which start-up publishes.
@@ -57,26 +57,42 @@ class Spool:
         """A unique spool file name that sorts by arrival."""
         return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.dcm"
 
-    def keep(self, received: Path, name: str, record: bytes) -> Path:
-        """Make a fully received file durable in the spool as ``name``; return its path.
+    def incoming_path(self) -> Path:
+        """A new, unique file name in ``incoming/`` for a transfer about to start."""
+        return self.incoming / f"{uuid.uuid4().hex}.part"
+
+    def place(self, received: Path, name: str, record: bytes) -> tuple[Path, int]:
+        """Put a fully received file into the spool as ``name``; its path, and a descriptor
+        open on it for :meth:`sync` (which closes it).
 
         ``record`` (the encoded ``instance.received`` message) is kept with the file, so a
         re-publish after a crash still says who sent it and when. ``received`` must be on the
-        spool's filesystem (it is, under ``incoming/``). On failure nothing is left under the
-        spool name.
+        spool's filesystem (it is, under ``incoming/``). Not yet durable: :meth:`sync` makes it
+        so, and the sender hears Success only after both. The file is renamed before it is
+        synced so that its message can be published while the fsync runs: a consumer may take
+        the message at once and must find the file (and may have moved it on by the time the
+        fsync runs, hence the descriptor). A crash in between leaves an unpublished 0600 file,
+        which start-up publishes again, or nothing; the sender never heard Success.
         """
         target = self.root / name
+        descriptor = os.open(received, os.O_RDONLY)
         try:
-            with received.open("rb") as handle:
-                _set_record(handle.fileno(), record)
-                os.fsync(handle.fileno())
-            os.chmod(received, UNPUBLISHED_MODE)
+            _set_record(descriptor, record)
+            os.fchmod(descriptor, UNPUBLISHED_MODE)
             os.rename(received, target)
-            fsync_directory(self.root)
         except OSError:
+            os.close(descriptor)
             target.unlink(missing_ok=True)
             raise
-        return target
+        return target, descriptor
+
+    def sync(self, descriptor: int) -> None:
+        """Make a placed file (by its descriptor, which is closed) and its name durable."""
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        fsync_directory(self.root)
 
     def mark_published(self, path: Path) -> None:
         # Not fsynced on purpose: losing the mark in a crash only causes a harmless re-publish.

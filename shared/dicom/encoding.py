@@ -57,20 +57,26 @@ class DataSetFacts:
     series_instance_uid: str
 
 
-def check_file(path: Path, max_inflated: int = MAX_INFLATED) -> DataSetFacts:
-    """Walk the data set of a Part 10 file; return its key UIDs or raise. A deflated data
+def check_file(
+    path: Path, transfer_syntax: str | None = None, max_inflated: int = MAX_INFLATED
+) -> DataSetFacts:
+    """Walk the data set of a Part 10 file; return its key UIDs or raise.
+
+    ``transfer_syntax``: the one its File Meta Information names, when the caller wrote that
+    meta itself and knows it (the receiver), which spares decoding it again. A deflated data
     set is walked as it inflates, holding a bounded window; one that inflates beyond
-    ``max_inflated`` bytes is refused."""
-    meta = read_file_meta_info(path)
-    syntax = UID(meta.TransferSyntaxUID)
+    ``max_inflated`` bytes is refused.
+    """
+    syntax = UID(transfer_syntax or read_file_meta_info(path).TransferSyntaxUID)
     # Unknown (private) syntaxes are never negotiated; if one were, nothing is assumed of it.
     encapsulated = syntax.is_encapsulated if syntax.is_transfer_syntax else None
     with path.open("rb") as handle:
-        handle.seek(_data_set_offset(handle))
+        start = _data_set_offset(handle)
+        handle.seek(start)
         if syntax in DEFLATED:
             return _check_deflated(handle, max_inflated)
         end = handle.seek(0, io.SEEK_END)
-        handle.seek(_data_set_offset(handle))
+        handle.seek(start)
         walker = _Walker(handle, syntax.is_little_endian, syntax.is_implicit_VR, encapsulated)
         return walker.data_set(end)
 

@@ -10,20 +10,18 @@ storescu cannot) and proposes every file in its own transfer syntax.
 from __future__ import annotations
 
 import functools
-import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
-import pytest
 from pydicom.data import get_testdata_files
 from pydicom.errors import InvalidDicomError
 
 from shared.dicom.net import send
+from tests.receiver.conftest import by_uid
 from tests.support import dcmtk
 from tests.support.server import ServerUnderTest, StartServer
-from tests.support.services import free_tcp_port, require_tool, wait_for_port
 
 BATCH = 30  # files per storescu run: keeps the proposed contexts under the 128 limit
 COMPRESSED = {
@@ -82,10 +80,6 @@ def rounds(paths: list[Path]) -> Iterator[list[Path]]:
         yield [group[index] for group in by_uid.values() if len(group) > index]
 
 
-def by_uid(paths: list[Path]) -> dict[str, Path]:
-    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths}
-
-
 # storescu proposes one family of transfer syntaxes per run, as a modality is configured to.
 STORESCU_PROPOSAL = {
     "1.2.840.10008.1.2": "-xi",
@@ -121,26 +115,6 @@ def with_toolkit(port: int, files: list[Path], called_ae: str) -> None:
     summary = send("127.0.0.1", port, files, called_aet=called_ae)
     refused = [r for r in summary.results if r.status is not None and r.status != 0]
     assert not refused, refused
-
-
-@pytest.fixture
-def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """DCMTK's storescp, keeping every data set exactly as it arrived."""
-    received = tmp_path / "storescp"
-    received.mkdir()
-    port = free_tcp_port()
-    process = subprocess.Popen(
-        [require_tool("storescp"), "+B", "+xa", "-pm", "-od", str(received), str(port)],
-        env=dcmtk.ENVIRONMENT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield port, received
-    finally:
-        process.kill()
-        process.wait()
 
 
 def compare_corpus(server: ServerUnderTest, storescp: tuple[int, Path], sender: Sender) -> set[str]:

@@ -17,7 +17,11 @@ from tests.support.server import StartServer
 
 
 def test_the_scan_sheet_rides_out_a_database_outage(
-    start_server: StartServer, database_proxy: tuple[BrokerProxy, str], tmp_path: Path
+    # The proxy first, so that it is torn down after the server: a sheet still being written
+    # when the server stops must reach the database, not retry a closed port for a minute.
+    database_proxy: tuple[BrokerProxy, str],
+    start_server: StartServer,
+    tmp_path: Path,
 ) -> None:
     proxy, url = database_proxy
     server = start_server(

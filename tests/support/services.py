@@ -41,7 +41,8 @@ def reachable(url: str) -> bool:
 
 # The Debian package each command-line tool the tests run comes in.
 TOOL_PACKAGES = {
-    **dict.fromkeys(("storescu", "storescp", "echoscu", "dcmdump"), "dcmtk"),
+    **dict.fromkeys(("storescu", "storescp", "echoscu", "dcmdump", "dcmsend"), "dcmtk"),
+    "Orthanc": "orthanc",
     "dciodvfy": "dicom3tools",
     "chromium": "chromium",
     **dict.fromkeys(("pdfinfo", "pdftotext"), "poppler-utils"),

@@ -1,0 +1,204 @@
+"""The receivers the receive benchmark starts, each fresh for every run, and how each is
+stopped with its resource use (CPU seconds and peak memory, from ``wait4``).
+
+- ``storescp``: DCMTK, ``--fork``, bit-preserving, no fsync: the speed of the network and
+  the file system, as a reference;
+- ``orthanc``: Orthanc from Debian, its own configuration (SQLite index, files synced): what a
+  site would otherwise pick;
+- ``receiver``: our production receiver process alone, publishing to RabbitMQ with confirms;
+- ``receiver+consumers``: the same, with a router, an indexer and a scan-sheet worker running
+  as processes of their own on the same machine (RabbitMQ, PostgreSQL); CPU and memory are
+  the receiver's;
+- ``run``: the embedded server whole in one process (in-memory bus, SQLite).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+STOP_TIMEOUT = 60.0
+STORESCP, ORTHANC, RECEIVER, CONSUMERS, EMBEDDED = (
+    "storescp",
+    "orthanc",
+    "receiver",
+    "receiver+consumers",
+    "run",
+)
+ALL = (STORESCP, ORTHANC, RECEIVER, CONSUMERS, EMBEDDED)
+AE_TITLES = {STORESCP: "STORESCP", ORTHANC: "ORTHANC"}
+QUEUE_ROLES = ("router", "indexer", "scansheet")  # shared.bus.base.TOPOLOGY's roles
+
+
+@dataclass
+class Usage:
+    """What a stopped process used: exit code, CPU seconds (user + system, with the children
+    it waited for), peak resident memory in MB."""
+
+    code: int
+    cpu_seconds: float
+    peak_mb: float
+
+
+@dataclass
+class Started:
+    """A target running: its port, AE title, where it keeps what it received."""
+
+    port: int
+    ae_title: str
+    received: Path
+    pattern: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    usage: Usage | None = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds a running process has used so far, with the children it waited for (so
+    that start-up can be left out of what a transfer costs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen[bytes]) -> Usage:
+    """SIGTERM the process group, SIGKILL if it lingers; its resource use."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            pid, status, usage = os.wait4(process.pid, 0)
+            break
+        time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Usage(process.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _ours(role: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("store-server")), role]
+
+
+def _sql(statement: str) -> None:
+    subprocess.run(
+        ["psql", f"{POSTGRES}/postgres", "-q", "-c", statement], check=True, capture_output=True
+    )
+
+
+@contextlib.contextmanager
+def started(target: str, port: int, work: Path) -> Iterator[Started]:
+    """Start ``target`` on ``port`` with its files under ``work``; stop it on leaving."""
+    log = work / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORE_SERVER_")}
+    exchange, database = "", ""
+    helpers: list[subprocess.Popen[bytes]] = []
+    if target == STORESCP:
+        received = work / "received"
+        received.mkdir()
+        command = ["storescp", "--fork", "-aet", "STORESCP", "+xa", "-dhl", "+B", "-pdu"]
+        command += ["131072", "--output-directory", str(received), str(port)]
+        process = _spawn(command, DCMTK_ENV, log)
+        running = Started(port, "STORESCP", received, "*", process, log)
+    elif target == ORTHANC:
+        received = work / "orthanc-storage"
+        config = {
+            "Name": "bench",
+            "StorageDirectory": str(received),
+            "IndexDirectory": str(work / "orthanc-index"),
+            "DicomPort": port,
+            "HttpPort": port + 1 if port < 65535 else port - 1,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "StorageCompression": False,
+            "Plugins": [],
+        }
+        (work / "orthanc.json").write_text(json.dumps(config))
+        # Orthanc is built on DCMTK, which reads TCP_NODELAY from the environment too: without
+        # it every response waits for the peer's delayed ACK (about 40 ms an instance).
+        process = _spawn(["Orthanc", str(work / "orthanc.json")], DCMTK_ENV, log)
+        running = Started(port, "ORTHANC", received, "*", process, log)
+    else:
+        data_dir = work / "data"
+        flags = ["--data-dir", str(data_dir)]
+        if target == EMBEDDED:
+            command = [*_ours("run"), "--host", HOST, "--port", str(port), *flags]
+            command += ["--bus", "memory://"]
+        else:
+            exchange = f"bench-{uuid.uuid4().hex[:12]}"
+            env["STORE_SERVER_BUS__EXCHANGE"] = exchange
+            command = [*_ours("receiver"), "--host", HOST, "--port", str(port), *flags]
+            command += ["--bus", AMQP_URL]
+        if target == CONSUMERS:
+            database = f"bench_{uuid.uuid4().hex[:12]}"
+            _sql(f"CREATE DATABASE {database}")
+            for role in QUEUE_ROLES:
+                worker = [*_ours(role), *flags, "--bus", AMQP_URL]
+                worker += ["--database", f"{POSTGRES}/{database}"]
+                helpers.append(_spawn(worker, env, work / f"{role}.log"))
+        process = _spawn(command, env, log)
+        # Each instance is in the spool or, once a router has filed it, in accounts/.
+        running = Started(port, "STORE_SERVER", data_dir, "*.dcm", process, log, helpers)
+    try:
+        yield running
+    finally:
+        running.usage = stop(running.process)
+        for helper in helpers:
+            stop(helper)
+        if exchange:
+            try:
+                _delete_topology(exchange)
+            except Exception as error:  # the run's outcome stands; say what was left behind
+                print(f"left behind: exchange {exchange}: {error}", file=sys.stderr)
+        if database:
+            _sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def _delete_topology(exchange: str) -> None:
+    import asyncio
+
+    import aio_pika
+
+    async def delete() -> None:
+        connection = await aio_pika.connect(AMQP_URL, timeout=10)
+        async with connection:
+            channel = await connection.channel()
+            for role in QUEUE_ROLES:
+                for suffix in ("", ".retry", ".dead"):
+                    await channel.queue_delete(f"{exchange}.{role}{suffix}")
+            await channel.exchange_delete(exchange)
+
+    asyncio.run(delete())
+
+
+def stored(running: Started) -> int:
+    """How many instances the target holds."""
+    if running.ae_title == "ORTHANC":
+        return sum(1 for path in running.received.rglob("*") if path.is_file())
+    return sum(1 for path in running.received.rglob(running.pattern) if path.is_file())

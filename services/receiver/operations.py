@@ -1,0 +1,82 @@
+"""What a DIMSE service handler is to the listener: the request it gets, the reply it gives.
+
+The association dispatches each request to the handler of its presentation context's abstract
+syntax. A request without a data set is :meth:`Handler.perform`-ed; one with a data set gets a
+:class:`DataSetSink` from :meth:`Handler.receive`, which takes the data set's fragments as they
+arrive and answers when the last one is in. Query/retrieve and storage commitment handlers
+plug in here, beside verification, storage and MPPS, without touching the transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.receiver.dimse import Command, Reply
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end of an association."""
+
+    calling_ae: str
+    called_ae: str
+    address: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Request:
+    """One DIMSE request, with the presentation context and association it came on."""
+
+    command: Command
+    abstract_syntax: str
+    transfer_syntax: str
+    peer: Peer
+
+
+class DataSetSink(Protocol):
+    """Where a request's data set goes, fragment by fragment."""
+
+    def write(self, fragment: bytes) -> None:
+        """Take the next fragment; never raises (a failure is kept for :meth:`finish`)."""
+        ...
+
+    async def finish(self) -> Reply:
+        """The last fragment is in: act on the data set and answer."""
+        ...
+
+    def discard(self) -> None:
+        """The association ended before the data set did: keep nothing of it."""
+        ...
+
+
+class Handler(Protocol):
+    """A DIMSE service: the commands it answers (by command field) and how."""
+
+    commands: frozenset[int]
+
+    async def perform(self, request: Request) -> Reply:
+        """Answer a request that has no data set."""
+        ...
+
+    def receive(self, request: Request) -> DataSetSink:
+        """Start taking the data set of a request."""
+        ...
+
+
+class Drain:
+    """A data set nobody needs (one sent with a request that takes none): read to nowhere,
+    then the given reply."""
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+
+    def write(self, fragment: bytes) -> None:
+        pass
+
+    async def finish(self) -> Reply:
+        return self._reply
+
+    def discard(self) -> None:
+        pass
