@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from services.receiver.spool import Spool
 from shared.bus import PublishError
-from shared.dicom.encoding import DataSetFacts, EncodingError, check_file
+from shared.dicom.encoding import MAX_INFLATED, DataSetFacts, EncodingError, check_file
 from shared.log import get_logger
 from shared.messages import CONFORMANT_UID, UID_PATTERN, InstanceReceived, InstanceRefused, Message
 from shared.quarantine import quarantine
@@ -90,7 +90,9 @@ class Intake:
         quarantine_dir: Path,
         min_free_bytes: int,
         executor: Executor,
+        max_inflated: int = MAX_INFLATED,
     ) -> None:
+        self._max_inflated = max_inflated
         self._spool = spool
         self._publish = publish
         self._quarantine_dir = quarantine_dir
@@ -171,7 +173,7 @@ class Intake:
         self, received: Path, arrival: Arrival, message: InstanceReceived
     ) -> tuple[Path, int]:
         """In a worker thread: the structure check, then into the spool (not yet synced)."""
-        unfileable = unfileable_reason(decoded(received, arrival))
+        unfileable = unfileable_reason(decoded(received, arrival, self._max_inflated))
         if unfileable is not None:
             raise _Unfileable(unfileable)
         return self._spool.place(received, message.spool_name, message.to_bytes())
@@ -225,10 +227,11 @@ def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def decoded(path: Path, arrival: Arrival) -> DataSetFacts:
-    """The data set's key UIDs; :class:`EncodingError` when it cannot be decoded as labelled."""
+def decoded(path: Path, arrival: Arrival, max_inflated: int = MAX_INFLATED) -> DataSetFacts:
+    """The data set's key UIDs; :class:`EncodingError` when it cannot be decoded as labelled
+    (a deflated one that inflates beyond ``max_inflated`` bytes included)."""
     try:
-        facts = check_file(path, arrival.transfer_syntax_uid)
+        facts = check_file(path, arrival.transfer_syntax_uid, max_inflated)
     except EncodingError as error:
         raise EncodingError(f"data set cannot be decoded: {error}") from None
     # pydicom signals a malformed file meta with many exception types (struct.error, EOFError,

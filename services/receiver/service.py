@@ -62,6 +62,7 @@ class Receiver:
             self._paths.quarantine,
             settings.min_free_disk_mb * 2**20,
             self._executor,
+            settings.max_inflated_mb * 2**20,
         )
         # Each service by the abstract syntax it answers, with the transfer syntaxes it takes;
         # storage takes every other context (see services.receiver.negotiation).

@@ -91,6 +91,11 @@ class ReceiverSettings(Section):
         default=120.0, gt=0, description="seconds an association may be silent between requests"
     )
     min_free_disk_mb: int = Field(default=1024, ge=0)
+    max_inflated_mb: int = Field(
+        default=4096,
+        ge=1,
+        description="MiB a deflated data set may inflate to; beyond, it is refused (0xC000)",
+    )
     publish_timeout: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="seconds to let associations in flight finish"
