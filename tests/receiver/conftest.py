@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 from shared.messages import InstanceReceived, InstanceRefused
 from tests.support import dcmtk
 from tests.support.server import ServerUnderTest, StartServer
-from tests.support.services import free_tcp_port, require_tool, wait_for_port
 
 
 @pytest.fixture
@@ -81,19 +79,8 @@ def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """DCMTK's storescp, keeping every data set exactly as it arrived."""
     received = tmp_path / "storescp"
     received.mkdir()
-    port = free_tcp_port()
-    process = subprocess.Popen(
-        [require_tool("storescp"), "+B", "+xa", "-pm", "-od", str(received), str(port)],
-        env=dcmtk.ENVIRONMENT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    with dcmtk.storescp(received, "+B", "+xa", "-pm") as port:
         yield port, received
-    finally:
-        process.kill()
-        process.wait()
 
 
 def by_uid(paths: list[Path]) -> dict[str, Path]:

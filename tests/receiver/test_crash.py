@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import stat
-import subprocess
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from shared.messages import InstanceReceived
 from tests.receiver.conftest import peek_amqp
 from tests.support import dcmtk
-from tests.support.process import ServerProcess, wait_until
+from tests.support.process import Background, ServerProcess, wait_until
 from tests.support.proxy import BrokerProxy
-from tests.support.services import require_tool, sample
+from tests.support.services import sample
 
 CT = sample("CT_small.dcm")
 
@@ -71,18 +70,13 @@ def test_killed_mid_transfer_leaves_no_partial_file(
     incoming = tmp_path / "data" / "spool" / "incoming"
     big = large_instance(tmp_path)
     with receiver(tmp_path, free_port, amqp_url, exchange) as first:
-        sender = subprocess.Popen(
-            [require_tool("storescu"), "-aec", "STORE_SERVER", "127.0.0.1", str(free_port), big],
-            env=dcmtk.ENVIRONMENT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sender = Background(dcmtk.storescu_command(free_port, [Path(big)]), env=dcmtk.ENVIRONMENT)
         wait_until(
             lambda: any(p.stat().st_size > 2**20 for p in incoming.iterdir()),
             message="the transfer never started",
         )
         first.kill()
-        assert sender.wait(30) != 0
+        assert sender.finish(30).returncode != 0
         assert any(incoming.iterdir()), "the partial transfer should be on disk before restart"
 
     with receiver(tmp_path, free_port, amqp_url, exchange) as second:
@@ -97,15 +91,10 @@ def test_fsynced_but_unpublished_instance_is_published_after_restart(
 ) -> None:
     with receiver(tmp_path, free_port, proxy.url(), exchange) as first:
         proxy.freeze()  # the broker stops answering: the publish confirm never comes
-        sender = subprocess.Popen(
-            [require_tool("storescu"), "-aec", "STORE_SERVER", "127.0.0.1", str(free_port), CT],
-            env=dcmtk.ENVIRONMENT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sender = Background(dcmtk.storescu_command(free_port, [Path(CT)]), env=dcmtk.ENVIRONMENT)
         wait_until(lambda: spooled(tmp_path), message="the instance never reached the spool")
         first.kill()
-        sender.wait(30)
+        sender.finish(30)
     # Dropped on the way: the frozen publish never reaches the broker.
     proxy.cut()
     proxy.restore()
@@ -136,18 +125,12 @@ def test_sigterm_lets_the_association_in_flight_finish(tmp_path: Path, free_port
         environment={"STORE_SERVER_RECEIVER__HOST": "127.0.0.1"},
     )
     with server:
-        sender = subprocess.Popen(
-            [require_tool("storescu"), "-aec", "STORE_SERVER", "127.0.0.1", str(free_port)]
-            + [str(path) for path in copies],
-            env=dcmtk.ENVIRONMENT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        sender = Background(dcmtk.storescu_command(free_port, copies), env=dcmtk.ENVIRONMENT)
         wait_until(lambda: spooled(tmp_path), message="nothing arrived")
         exit_code = server.terminate()
-        output = sender.communicate(timeout=60)[0].decode()
+        sent = sender.finish(60)
         assert exit_code == 0, server.output
-    assert sender.returncode == 0, output
+    assert sent.returncode == 0, sent.stdout
     # Each instance is either filed by the router or still in the spool, never lost or doubled.
     kept = spooled(tmp_path) + sorted((tmp_path / "data" / "accounts").rglob("*.dcm"))
     assert len(kept) == len(copies)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,22 +41,35 @@ def run_together(
     env: Mapping[str, str] | None = None,
 ) -> list[subprocess.CompletedProcess[str]]:
     """Commands started at once and each run to its end (modalities sending together,
-    processes racing), their output captured as text, in the order given."""
-    started = [
-        subprocess.Popen(
+    processes racing), their output (stdout and stderr together, in order) captured as
+    text, in the order given."""
+    started = [Background(command, env=env) for command in commands]
+    return [process.finish(timeout) for process in started]
+
+
+class Background:
+    """A command started and left running (a sender a test kills its receiver under). Its
+    output goes to a file, not a pipe: a chatty command (``storescu -v``) would stall once a
+    pipe's buffer filled, until someone read it."""
+
+    def __init__(self, command: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+        # Closed by finish(): the file outlives this call, as the process does.
+        self._output = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.process = subprocess.Popen(
             list(command),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(env or {})},
         )
-        for command in commands
-    ]
-    done = []
-    for process in started:
-        stdout, stderr = process.communicate(timeout=timeout)
-        done.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
-    return done
+
+    def finish(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        """Wait for its end; its exit code and everything it printed."""
+        code = self.process.wait(timeout)
+        self._output.seek(0)
+        output = self._output.read()
+        self._output.close()
+        return subprocess.CompletedProcess(self.process.args, code, output, "")
 
 
 class ServerProcess:
