@@ -14,6 +14,7 @@ stopped with its resource use (CPU seconds and peak memory, from ``wait4``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -25,6 +26,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from shared.bus import TOPOLOGY
+from shared.bus.amqp_queues import delete_topology
+from shared.db.scratch import create_database, drop_database
 
 HOST = "127.0.0.1"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -40,7 +45,7 @@ STORESCP, ORTHANC, RECEIVER, CONSUMERS, EMBEDDED = (
 )
 ALL = (STORESCP, ORTHANC, RECEIVER, CONSUMERS, EMBEDDED)
 AE_TITLES = {STORESCP: "STORESCP", ORTHANC: "ORTHANC"}
-QUEUE_ROLES = ("router", "indexer", "scansheet")  # shared.bus.base.TOPOLOGY's roles
+QUEUE_ROLES = tuple(consumer.role for consumer in TOPOLOGY)
 
 
 @dataclass
@@ -105,12 +110,6 @@ def _ours(role: str) -> list[str]:
     return [str(Path(sys.executable).with_name("store-server")), role]
 
 
-def _sql(statement: str) -> None:
-    subprocess.run(
-        ["psql", f"{POSTGRES}/postgres", "-q", "-c", statement], check=True, capture_output=True
-    )
-
-
 @contextlib.contextmanager
 def started(target: str, port: int, work: Path) -> Iterator[Started]:
     """Start ``target`` on ``port`` with its files under ``work``; stop it on leaving."""
@@ -157,7 +156,7 @@ def started(target: str, port: int, work: Path) -> Iterator[Started]:
             command += ["--bus", AMQP_URL]
         if target == CONSUMERS:
             database = f"bench_{uuid.uuid4().hex[:12]}"
-            _sql(f"CREATE DATABASE {database}")
+            asyncio.run(create_database(f"{POSTGRES}/postgres", database))
             for role in QUEUE_ROLES:
                 worker = [*_ours(role), *flags, "--bus", AMQP_URL]
                 worker += ["--database", f"{POSTGRES}/{database}"]
@@ -173,28 +172,11 @@ def started(target: str, port: int, work: Path) -> Iterator[Started]:
             stop(helper)
         if exchange:
             try:
-                _delete_topology(exchange)
+                asyncio.run(delete_topology(AMQP_URL, exchange))
             except Exception as error:  # the run's outcome stands; say what was left behind
                 print(f"left behind: exchange {exchange}: {error}", file=sys.stderr)
         if database:
-            _sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-
-
-def _delete_topology(exchange: str) -> None:
-    import asyncio
-
-    import aio_pika
-
-    async def delete() -> None:
-        connection = await aio_pika.connect(AMQP_URL, timeout=10)
-        async with connection:
-            channel = await connection.channel()
-            for role in QUEUE_ROLES:
-                for suffix in ("", ".retry", ".dead"):
-                    await channel.queue_delete(f"{exchange}.{role}{suffix}")
-            await channel.exchange_delete(exchange)
-
-    asyncio.run(delete())
+            asyncio.run(drop_database(f"{POSTGRES}/postgres", database))
 
 
 def stored(running: Started) -> int:

@@ -12,7 +12,6 @@ check runs beside the process, on the same host name and in the same process nam
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.log import get_logger
+from shared.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -62,11 +62,8 @@ class Heartbeat:
 
     async def stop(self) -> None:
         """Stop beating and remove the file: a stopped process is not running, not stuck."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self._path.unlink(missing_ok=True)
 
     async def _run(self) -> None:

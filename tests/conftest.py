@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from services.app import EMBEDDED
+from shared.bus.amqp_queues import delete_topology
+from shared.db.scratch import create_database, drop_database
 from tests.support import services
 from tests.support.proxy import BrokerProxy
 from tests.support.server import ServerUnderTest, StartServer, server_settings
@@ -34,7 +36,7 @@ def exchange(amqp_url: str) -> Iterator[str]:
     """A unique exchange (and so unique queues) for one test, deleted afterwards."""
     name = services.unique_name("test")
     yield name
-    asyncio.run(services.delete_amqp_topology(amqp_url, name))
+    asyncio.run(delete_topology(amqp_url, name))
 
 
 @pytest.fixture
@@ -43,9 +45,9 @@ def postgres_url() -> Iterator[str]:
     if not services.reachable(services.POSTGRES_URL):
         services.unavailable(f"PostgreSQL not reachable at {services.POSTGRES_URL}")
     name = services.unique_name("store_test")
-    url = asyncio.run(services.create_database(services.POSTGRES_URL, name))
+    url = asyncio.run(create_database(services.POSTGRES_URL, name))
     yield url
-    asyncio.run(services.drop_database(services.POSTGRES_URL, name))
+    asyncio.run(drop_database(services.POSTGRES_URL, name))
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ hand finish. What a stop leaves queued on the in-process bus is caught up at the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +21,7 @@ from shared.bus import Bus, Retry, Subscription
 from shared.log import get_logger
 from shared.messages import InstanceFiled
 from shared.settings import DataPaths
+from shared.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -81,9 +81,7 @@ class Indexer:
     async def stop(self) -> None:
         if self._catch_up is not None and not self._catch_up.done():
             # Unfinished catch-up is simply done again at the next start.
-            self._catch_up.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._catch_up
+            await cancel_and_wait(self._catch_up)
         if self._subscription is not None:
             await self._subscription.stop(drain=DRAIN_SECONDS)
             self._subscription = None

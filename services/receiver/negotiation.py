@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydicom.uid import UID
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
@@ -134,28 +134,24 @@ def negotiate(
     cannot be answered (pynetdicom validates what it negotiates and encodes: a context without
     an abstract syntax, no Implementation Class UID, an AE title it cannot encode again).
     """
+    terms = _Terms(max_pdu, max_operations, accept_unknown, identity_response)
     try:
-        return _negotiate(
-            request,
-            services,
-            max_pdu=max_pdu,
-            max_operations=max_operations,
-            accept_unknown=accept_unknown,
-            identity_response=identity_response,
-        )
+        return _negotiate(request, services, terms)
     except (ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
         raise ProtocolError(f"cannot answer this A-ASSOCIATE-RQ: {error}") from None
 
 
+class _Terms(NamedTuple):
+    max_pdu: int
+    max_operations: int
+    accept_unknown: bool
+    identity_response: bool
+
+
 def _negotiate(
-    request: Request,
-    services: Sequence[PresentationContext],
-    *,
-    max_pdu: int,
-    max_operations: int,
-    accept_unknown: bool,
-    identity_response: bool,
+    request: Request, services: Sequence[PresentationContext], terms: _Terms
 ) -> tuple[Agreement, bytes]:
+    max_pdu, max_operations, accept_unknown, identity_response = terms
     proposed: list[PresentationContext] = []
     refused: list[PresentationContext] = []
     for context in request.primitive.presentation_context_definition_list:

@@ -10,7 +10,6 @@ by exactly one. The state is in the index, so a restart resumes where the last o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -29,6 +28,7 @@ from shared.bus import Bus, PublishError
 from shared.db.schema import mpps_steps, studies
 from shared.log import get_logger
 from shared.messages import StudyComplete
+from shared.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -54,11 +54,8 @@ class StudyMonitor:
         return None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

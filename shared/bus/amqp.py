@@ -44,6 +44,7 @@ from shared.log import get_logger
 from shared.messages import Message
 from shared.retry import GaveUp, Patience, retrying
 from shared.settings import BusSettings
+from shared.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -72,11 +73,8 @@ class _AmqpSubscription:
             except (aiormq.exceptions.AMQPError, RuntimeError) as error:
                 log.warning("bus.cancel_failed", queue=self.queue.name, error=str(error))
             self.tag = None
-        if self.collector is not None:
-            self.collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.collector
-            self.collector = None
+        await cancel_and_wait(self.collector)
+        self.collector = None
         if self.in_flight:
             await asyncio.gather(*self.in_flight, return_exceptions=True)
         with contextlib.suppress(aiormq.exceptions.AMQPError, RuntimeError):

@@ -25,6 +25,7 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 
 from shared.dicom.inflate import DEFLATED, InflatedStream, InflateLimitError, inflated_length
+from shared.dicom.preamble import data_set_offset
 
 UNDEFINED = 0xFFFFFFFF
 ITEM = (0xFFFE, 0xE000)
@@ -71,20 +72,13 @@ def check_file(
     # Unknown (private) syntaxes are never negotiated; if one were, nothing is assumed of it.
     encapsulated = syntax.is_encapsulated if syntax.is_transfer_syntax else None
     with path.open("rb") as handle:
-        start = _data_set_offset(handle)
-        handle.seek(start)
+        start = data_set_offset(handle)
         if syntax in DEFLATED:
             return _check_deflated(handle, max_inflated)
         end = handle.seek(0, io.SEEK_END)
         handle.seek(start)
         walker = _Walker(handle, syntax.is_little_endian, syntax.is_implicit_VR, encapsulated)
         return walker.data_set(end)
-
-
-def _data_set_offset(handle: BinaryIO) -> int:
-    handle.seek(128 + 4)
-    group_length = struct.unpack("<HH2sHL", handle.read(12))[4]
-    return 128 + 4 + 12 + int(group_length)
 
 
 def _check_deflated(handle: BinaryIO, limit: int) -> DataSetFacts:

@@ -26,6 +26,7 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
 from shared.dicom.inflate import DEFLATED, InflatedStream, InflateLimitError
+from shared.dicom.preamble import data_set_offset
 
 MAX_VALUE = 1 << 20  # bytes of one value kept in a header
 MAX_INFLATED = 4 * 2**30
@@ -79,7 +80,7 @@ def _read_deflated(
     max_inflated: int,
 ) -> Dataset:
     with path.open("rb") as handle:
-        handle.seek(_data_set_offset(handle))
+        data_set_offset(handle)
         stream = io.BufferedReader(InflatedStream(handle, max_inflated))
         dataset = read_dataset(
             stream,
@@ -93,13 +94,6 @@ def _read_deflated(
     dataset.file_meta = meta
     dataset.set_original_encoding(False, True, dataset.get("SpecificCharacterSet"))
     return dataset
-
-
-def _data_set_offset(handle: io.BufferedReader) -> int:
-    """Where the data set starts: after the preamble, the prefix and the file meta group."""
-    handle.seek(128 + 4)
-    group_length = struct.unpack("<HH2sHL", handle.read(12))[4]
-    return 128 + 4 + 12 + int(group_length)
 
 
 def _tags(tags: TagList | None) -> list[BaseTag | int] | None:

@@ -13,7 +13,6 @@ whatever the file inflates to. Past ``limit`` inflated bytes it raises
 from __future__ import annotations
 
 import io
-import struct
 import zlib
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +21,8 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian
+
+from shared.dicom.preamble import data_set_offset
 
 # The transfer syntaxes whose data set is deflated (PS3.5 A.5, and JPIP's referenced form).
 DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"})
@@ -134,9 +135,7 @@ def inflate_to_file(source: Path, target: Path, limit: int) -> Path:
     encoded.is_little_endian, encoded.is_implicit_VR = True, False
     write_file_meta_info(encoded, meta, enforce_standard=True)
     with source.open("rb") as handle, target.open("wb") as out:
-        handle.seek(128 + 4)
-        group_length = struct.unpack("<HH2sHL", handle.read(12))[4]
-        handle.seek(128 + 4 + 12 + int(group_length))
+        data_set_offset(handle)
         out.write(b"\0" * 128 + b"DICM" + encoded.getvalue())
         stream = InflatedStream(handle, limit)
         while chunk := stream.read(CHUNK * 4):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from pydicom.valuerep import STANDARD_VR
 
@@ -82,3 +82,13 @@ class AfterPrefix:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def data_set_offset(handle: BinaryIO) -> int:
+    """Where a Part 10 file's data set starts: after the preamble, the prefix and the File
+    Meta Information group, whose length its first element gives (leaves ``handle`` there)."""
+    handle.seek(PREAMBLE_LENGTH + len(PREFIX))
+    group_length = struct.unpack("<HH2sHL", handle.read(12))[4]
+    offset = PREAMBLE_LENGTH + len(PREFIX) + 12 + int(group_length)
+    handle.seek(offset)
+    return offset

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.bus import Bus, DeadLetter, Delivery, PublishError, Reject, Retry, open_bus
+from shared.bus.amqp_queues import delete_topology
 from shared.messages import InstanceFiled, InstanceReceived, Message, StudyComplete
 from shared.settings import BusSettings
 from tests.support import services
@@ -85,7 +86,7 @@ async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Callable[...
     for bus in opened:
         await bus.close()
     if url != "memory://":
-        await services.delete_amqp_topology(url, exchange)
+        await delete_topology(url, exchange)
 
 
 class Recorder:

@@ -67,26 +67,6 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-async def delete_amqp_topology(url: str, exchange: str) -> None:
-    """Remove a test's exchange and every queue the bus declared under it."""
-    from shared.bus.amqp_queues import delete_topology
-
-    await delete_topology(url, exchange)
-
-
-async def create_database(url: str, name: str) -> str:
-    """Create an empty database next to ``url``'s; return its URL."""
-    from shared.db.scratch import create_database as create
-
-    return await create(url, name)
-
-
-async def drop_database(url: str, name: str) -> None:
-    from shared.db.scratch import drop_database as drop
-
-    await drop(url, name)
-
-
 def run(coroutine: object) -> object:
     """Run a coroutine from synchronous fixture code."""
     return asyncio.run(coroutine)  # type: ignore[arg-type]
