@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.indexer.consumer import Indexing
 from services.indexer.reconcile import Reconciled, reconcile
 from services.indexer.settings import IndexerSettings
-from shared.bus import Bus, Retry, Subscription
+from shared.bus import BatchRoutes, Bus, Retry, Subscription
 from shared.log import get_logger
 from shared.messages import InstanceFiled
 from shared.settings import DataPaths
@@ -46,8 +46,7 @@ class Indexer:
         options = self._settings
         self._subscription = await self._bus.consume_batch(
             ROLE,
-            InstanceFiled,
-            self.indexing.handle,
+            BatchRoutes(ROLE).on(InstanceFiled, self.indexing.handle),
             max_batch=options.batch_size,
             max_wait=options.max_wait_ms / 1000,
             prefetch=options.prefetch,

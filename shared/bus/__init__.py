@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.bus.base import (
     TOPOLOGY,
     BatchHandler,
+    BatchRoutes,
     Bus,
     DeadLetter,
     Delivery,
@@ -20,6 +21,7 @@ from shared.settings import BusSettings
 __all__ = [
     "TOPOLOGY",
     "BatchHandler",
+    "BatchRoutes",
     "Bus",
     "DeadLetter",
     "Delivery",

@@ -29,14 +29,12 @@ from shared.bus.amqp_queues import (
 )
 from shared.bus.base import (
     TOPOLOGY,
-    BatchHandler,
+    BatchRoutes,
     DeadLetter,
     Handler,
-    M,
     PublishError,
     backoff_seconds,
     consumer_for,
-    only,
 )
 from shared.bus.batch import Settle, deliver_batch, run_batches
 from shared.bus.dispatch import Action, Verdict, dispatch
@@ -225,8 +223,7 @@ class AmqpBus:
     async def consume_batch(
         self,
         role: str,
-        kind: type[M],
-        handler: BatchHandler[M],
+        routes: BatchRoutes,
         *,
         max_batch: int,
         max_wait: float,
@@ -246,14 +243,13 @@ class AmqpBus:
             await self._settle(channel, role, incoming, verdict)
 
         bus = Settle[AbstractIncomingMessage](_as_sent, settle)
-        checked = only(kind, handler)
 
         async def run(batch: list[AbstractIncomingMessage]) -> None:
             if not batch:
                 return
             task = asyncio.create_task(
                 deliver_batch(
-                    checked, batch, bus, role=role, max_attempts=self._settings.max_attempts
+                    routes, batch, bus, role=role, max_attempts=self._settings.max_attempts
                 )
             )
             subscription.track(task)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 from shared.messages import Message
 
@@ -99,19 +99,31 @@ class Routes:
         await handler(delivery)
 
 
-def only(kind: type[M], handler: BatchHandler[M]) -> BatchHandler[Message]:
-    """``handler``, given only deliveries of ``kind``: another kind on the queue (a topology
-    mistake) is rejected to the dead-letter queue."""
+class BatchRoutes:
+    """What a batch consumer does with each kind of message its queue takes: one typed batch
+    handler per kind. A batch of mixed kinds is split by kind (each part in arrival order)
+    and the parts handled one after the other; a kind without a handler (a topology
+    mistake) is rejected to the dead-letter queue, alone."""
 
-    async def checked(deliveries: list[Delivery[Message]]) -> None:
-        typed: list[Delivery[M]] = []
+    def __init__(self, role: str) -> None:
+        self._role = role
+        self._handlers: dict[str, BatchHandler[Any]] = {}
+
+    def on(self, kind: type[M], handler: BatchHandler[M]) -> BatchRoutes:
+        self._handlers[kind.kind] = handler
+        return self
+
+    async def __call__(self, deliveries: list[Delivery[Message]]) -> None:
+        parts: dict[str, list[Delivery[Message]]] = {}
         for delivery in deliveries:
-            if not isinstance(delivery.message, kind):
-                raise Reject(f"expected {kind.kind}, not {delivery.routing_key}")
-            typed.append(cast(Delivery[M], delivery))
-        await handler(typed)
-
-    return checked
+            if delivery.routing_key not in self._handlers:
+                raise Reject(
+                    f"the {self._role} takes {', '.join(sorted(self._handlers))}, "
+                    f"not {delivery.routing_key}"
+                )
+            parts.setdefault(delivery.routing_key, []).append(delivery)
+        for routing_key, part in parts.items():
+            await self._handlers[routing_key](part)
 
 
 class Subscription(Protocol):
@@ -161,14 +173,13 @@ class Bus(Protocol):
     async def consume_batch(
         self,
         role: str,
-        kind: type[M],
-        handler: BatchHandler[M],
+        routes: BatchRoutes,
         *,
         max_batch: int,
         max_wait: float,
         prefetch: int | None = None,
     ) -> Subscription:
-        """Deliver the role's queue, messages of ``kind``, in batches: up to ``max_batch``
+        """Deliver the role's queue to ``routes``, in batches: up to ``max_batch``
         deliveries, or whatever arrived within ``max_wait`` seconds of the first. A returning
         handler acks the whole batch; a failing one is given each delivery alone, and each
         then gets the outcome of :meth:`consume` (ack, retry, dead letter), so one bad

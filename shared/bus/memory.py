@@ -17,13 +17,12 @@ from datetime import UTC, datetime
 from shared.bus.base import (
     TOPOLOGY,
     BatchHandler,
+    BatchRoutes,
     DeadLetter,
     Handler,
-    M,
     PublishError,
     backoff_seconds,
     consumer_for,
-    only,
 )
 from shared.bus.batch import Settle, deliver_batch, run_batches
 from shared.bus.dispatch import Action, Verdict, dispatch
@@ -159,8 +158,7 @@ class MemoryBus:
     async def consume_batch(
         self,
         role: str,
-        kind: type[M],
-        handler: BatchHandler[M],
+        routes: BatchRoutes,
         *,
         max_batch: int,
         max_wait: float,
@@ -171,7 +169,7 @@ class MemoryBus:
         consumer_for(role)
         subscription = self._subscribe(role)
         task = asyncio.create_task(
-            self._work_batches(subscription, only(kind, handler), max_batch, max_wait),
+            self._work_batches(subscription, routes, max_batch, max_wait),
             name=f"consume-{role}",
         )
         subscription.workers.append(task)

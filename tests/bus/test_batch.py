@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from shared.bus import Bus, Delivery, Reject, Retry
-from shared.messages import InstanceReceived
+from shared.bus import BatchRoutes, Bus, Delivery, Reject, Retry
+from shared.messages import InstanceReceived, InstanceRefused
 from tests.bus.test_contract import make_bus, received, wait_for_dead
 
 __all__ = ["make_bus"]  # the fixture, parametrised over both buses
@@ -59,7 +60,9 @@ async def test_batches_are_bounded_and_acked_whole(make_bus: Callable[..., Bus])
     for index in range(25):
         await bus.publish(received(index))
     recorder = BatchRecorder()
-    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=10, max_wait=0.5)
+    await bus.consume_batch(
+        "router", BatchRoutes("router").on(InstanceReceived, recorder), max_batch=10, max_wait=0.5
+    )
     await recorder.wait_for(lambda: len(delivered(recorder)) >= 25)
     await asyncio.sleep(0.5)  # anything unacked would come back
 
@@ -73,7 +76,9 @@ async def test_a_lone_message_waits_at_most_max_wait(make_bus: Callable[..., Bus
     bus = make_bus()
     await bus.start()
     recorder = BatchRecorder()
-    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=100, max_wait=0.3)
+    await bus.consume_batch(
+        "router", BatchRoutes("router").on(InstanceReceived, recorder), max_batch=100, max_wait=0.3
+    )
     await asyncio.sleep(0.2)
     started = time.monotonic()
     await bus.publish(received(1))
@@ -96,7 +101,9 @@ async def test_a_rejected_message_does_not_hold_back_its_batch(
     recorder = BatchRecorder(refuse_five)
     for index in range(8):
         await bus.publish(received(index))
-    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=8, max_wait=1.0)
+    await bus.consume_batch(
+        "router", BatchRoutes("router").on(InstanceReceived, recorder), max_batch=8, max_wait=1.0
+    )
     [letter] = await wait_for_dead(bus, "router", 1)
     await asyncio.sleep(0.5)
 
@@ -123,7 +130,9 @@ async def test_a_retried_message_is_retried_alone_and_bounded(
     recorder = BatchRecorder(keep_failing_two)
     for index in range(4):
         await bus.publish(received(index))
-    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=4, max_wait=1.0)
+    await bus.consume_batch(
+        "router", BatchRoutes("router").on(InstanceReceived, recorder), max_batch=4, max_wait=1.0
+    )
     [letter] = await wait_for_dead(bus, "router", 1)
 
     runs_of_two = [d.attempt for batch in recorder.batches for d in batch if uid(d) == "1.2.3.2"]
@@ -143,7 +152,9 @@ async def test_poison_in_a_batch_is_dead_lettered_before_the_handler(
     await bus.publish_raw("instance.received", b"\xff not json")
     await bus.publish(received(2))
     recorder = BatchRecorder()
-    await bus.consume_batch("router", InstanceReceived, recorder, max_batch=10, max_wait=0.5)
+    await bus.consume_batch(
+        "router", BatchRoutes("router").on(InstanceReceived, recorder), max_batch=10, max_wait=0.5
+    )
     [letter] = await wait_for_dead(bus, "router", 1)
     await recorder.wait_for(lambda: len(delivered(recorder)) >= 2)
     assert sorted(delivered(recorder)) == ["1.2.3.1", "1.2.3.2"]
@@ -162,10 +173,63 @@ async def test_stopping_a_subscription_finishes_the_batch_in_hand(
         finished.extend(uid(d) for d in deliveries)
 
     subscription = await bus.consume_batch(
-        "router", InstanceReceived, slow, max_batch=5, max_wait=0.05
+        "router", BatchRoutes("router").on(InstanceReceived, slow), max_batch=5, max_wait=0.05
     )
     for index in range(3):
         await bus.publish(received(index))
     await asyncio.sleep(0.3)
     await subscription.stop()
     assert sorted(finished) == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]
+
+
+async def test_a_batch_of_two_kinds_goes_to_each_kind_s_handler(
+    make_bus: Callable[..., Bus],
+) -> None:
+    """The router's queue takes received and refused instances: each kind to its handler,
+    in arrival order, in one batch; a kind nobody handles is dead-lettered alone."""
+    bus = make_bus()
+    await bus.start()
+    refused_seen: list[list[str]] = []
+
+    async def on_refused(deliveries: list[Delivery[InstanceRefused]]) -> None:
+        refused_seen.append([d.message.sop_instance_uid for d in deliveries])
+
+    recorder = BatchRecorder()
+    for index in range(4):
+        await bus.publish(received(index))
+        await bus.publish(refused(index))
+    routes = BatchRoutes("router").on(InstanceReceived, recorder).on(InstanceRefused, on_refused)
+    await bus.consume_batch("router", routes, max_batch=8, max_wait=1.0)
+    await recorder.wait_for(lambda: len(delivered(recorder)) >= 4)
+    assert recorder.uids(recorder.batches[0]) == [f"1.2.3.{i}" for i in range(4)]
+    assert refused_seen == [[f"9.9.{i}" for i in range(4)]]
+
+
+async def test_a_kind_without_a_handler_is_dead_lettered_alone(
+    make_bus: Callable[..., Bus],
+) -> None:
+    bus = make_bus()
+    await bus.start()
+    await bus.publish(received(1))
+    await bus.publish(refused(1))
+    await bus.publish(received(2))
+    recorder = BatchRecorder()
+    routes = BatchRoutes("router").on(InstanceReceived, recorder)
+    await bus.consume_batch("router", routes, max_batch=8, max_wait=0.5)
+    [letter] = await wait_for_dead(bus, "router", 1)
+    await recorder.wait_for(lambda: sorted(delivered(recorder)) == ["1.2.3.1", "1.2.3.2"])
+    assert "takes instance.received, not instance.refused" in letter.reason
+
+
+def refused(index: int) -> InstanceRefused:
+    return InstanceRefused(
+        sop_instance_uid=f"9.9.{index}",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+        status=0xA900,
+        reason="dataset does not match SOP class",
+        received_at=datetime.now(UTC),
+        calling_ae="MR_ROOM2",
+        called_ae="STORE_SERVER",
+        peer_address="127.0.0.1",
+        peer_port=40000,
+    )
