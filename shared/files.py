@@ -40,6 +40,13 @@ def atomic_write_bytes(path: Path, content: bytes, mode: int = 0o640) -> None:
 
 def atomic_move(source: Path, target: Path) -> None:
     """Move ``source`` to ``target`` (replacing it), durably, across filesystems if need be."""
+    move_into(source, target)
+    fsync_directory(target.parent)
+
+
+def move_into(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` (replacing it) atomically, across filesystems if need
+    be; durable once the caller has synced ``target``'s folder (one sync for many moves)."""
     try:
         os.rename(source, target)
     except OSError as error:
@@ -48,7 +55,6 @@ def atomic_move(source: Path, target: Path) -> None:
         _copy_then_rename(source, target)
         source.unlink()
         fsync_directory(source.parent)
-    fsync_directory(target.parent)
 
 
 def atomic_copy(source: Path, target: Path) -> None:

@@ -50,6 +50,15 @@ def postgres_url() -> Iterator[str]:
     asyncio.run(drop_database(services.POSTGRES_URL, name))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty index database: an SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/index.sqlite"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
 def database_proxy(postgres_url: str) -> Iterator[tuple[BrokerProxy, str]]:
     """PostgreSQL behind a proxy a test can cut (a restart) and restore; its URL through it."""

@@ -105,6 +105,23 @@ async def study_binding(connection: AsyncConnection, study_uid: str) -> StudyBin
     return StudyBinding(row.account, row.study_folder, created=False) if row else None
 
 
+async def study_bindings_of(
+    connection: AsyncConnection, study_uids: list[str]
+) -> dict[str, StudyBinding]:
+    """The bindings of those of ``study_uids`` that are bound, in one query."""
+    rows = await connection.execute(
+        sa.select(
+            study_bindings.c.study_instance_uid,
+            study_bindings.c.account,
+            study_bindings.c.study_folder,
+        ).where(study_bindings.c.study_instance_uid.in_(sorted(set(study_uids))))
+    )
+    return {
+        row.study_instance_uid: StudyBinding(row.account, row.study_folder, created=False)
+        for row in rows
+    }
+
+
 async def rebind_study(
     connection: AsyncConnection,
     study_uid: str,

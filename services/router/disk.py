@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from services.router.destination import Home
-from shared.files import atomic_move, fsync_directory
+from shared.files import fsync_directory, move_into
 
 
 def _own(path: Path, home: Home) -> None:
@@ -38,12 +38,21 @@ def ensure_directory(home: Home, directory: Path, mode: int) -> None:
         fsync_directory(path.parent)
 
 
-def place(spooled: Path, target: Path, home: Home, directory_mode: int, file_mode: int) -> None:
-    """Move ``spooled`` to ``target`` (replacing what is there), then set mode and owner."""
-    ensure_directory(home, target.parent, directory_mode)
-    spooled.chmod(file_mode)
-    _own(spooled, home)
-    atomic_move(spooled, target)
+def place(moves: list[tuple[Path, Path, Home]], directory_mode: int, file_mode: int) -> None:
+    """Move each spooled file to its target (replacing what is there) with the configured
+    mode and owner. Every folder a file went into is synced once, at the end, and also when
+    a move fails, so the files moved before it are as safe as if it had not."""
+    touched: set[Path] = set()
+    try:
+        for spooled, target, home in moves:
+            ensure_directory(home, target.parent, directory_mode)
+            spooled.chmod(file_mode)
+            _own(spooled, home)
+            move_into(spooled, target)
+            touched.add(target.parent)
+    finally:
+        for folder in sorted(touched):
+            fsync_directory(folder)
 
 
 def kept_home(home: Home, is_account: bool) -> Path:

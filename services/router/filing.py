@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.router import claims
+from services.router import batch_claims, claims
 from services.router.accounts import Account, Directory, list_accounts
 from services.router.destination import Home, choose_account, home_of, indexed_path
 from services.router.disk import kept_home, place, remove_empty
@@ -50,6 +50,15 @@ class AccountsCache:
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """A spooled instance to file, and its filing facts."""
+
+    message: InstanceReceived
+    header: Header
+    spooled: Path
+
+
+@dataclass(frozen=True)
 class Decision:
     """What the claims decided for one delivery."""
 
@@ -69,56 +78,89 @@ class Filing:
         self._paths = paths
         self._accounts = AccountsCache(settings.account_cache_seconds)
 
-    async def handle(self, delivery: Delivery[InstanceReceived]) -> None:
-        message = delivery.message
-        spooled = self._paths.spool / message.spool_name
-        if not spooled.exists():
-            await self._after_the_move(message)
+    async def handle(self, deliveries: list[Delivery[InstanceReceived]]) -> None:
+        """File a batch of deliveries: their claims in one transaction, their files moved
+        with one sync per folder, their ``instance.filed`` confirmed together."""
+        messages = [delivery.message for delivery in deliveries]
+        reads = await asyncio.to_thread(self._read_headers, messages)
+        arrivals: list[Arrival] = []
+        for message, read in zip(messages, reads, strict=True):
+            spooled = self._paths.spool / message.spool_name
+            if read is None:
+                await self._after_the_move(message)
+            elif isinstance(read, Unroutable):
+                await self._quarantine(spooled, message, str(read))
+            else:
+                arrivals.append(Arrival(message, read, spooled))
+        if not arrivals:
             return
-        try:
-            header = await asyncio.to_thread(read_header, spooled)
-        except Unroutable as error:
-            await self._quarantine(spooled, message, str(error))
-            return
-        decision = await self._claim(message, header)
-        if decision.action is Action.DUPLICATE:
-            await asyncio.to_thread(spooled.unlink, missing_ok=True)
-            log.info("instance.duplicate_dropped", sop_instance_uid=header.sop_instance_uid)
-            return
-        target = inside(decision.home.path, decision.relative)
+        decisions = await self._claim(arrivals)
+        kept: list[tuple[Arrival, Decision]] = []
+        for arrival, decision in zip(arrivals, decisions, strict=True):
+            if decision.action is not Action.DUPLICATE:
+                kept.append((arrival, decision))
+                continue
+            await asyncio.to_thread(arrival.spooled.unlink, missing_ok=True)
+            log.info("instance.duplicate_dropped", sop_instance_uid=arrival.header.sop_instance_uid)
+        moves = [(a.spooled, self._target(d), d.home) for a, d in kept]
         router = self._settings
         try:
-            await asyncio.to_thread(
-                place, spooled, target, decision.home, router.directory_mode, router.file_mode
-            )
+            await asyncio.to_thread(place, moves, router.directory_mode, router.file_mode)
         except OSError as error:
-            raise Retry(f"cannot write {target}: {error.strerror or error}") from error
-        decision, target = await self._follow_refile(header.study_uid, decision, target)
-        await self._publish(message, header, decision, target)
-        log.info(
-            "instance.filed" if decision.action is not Action.REPLACED else "instance.replaced",
-            sop_instance_uid=header.sop_instance_uid,
-            study_instance_uid=header.study_uid,
-            account=decision.account,
-            path=str(target),
-        )
+            raise Retry(f"cannot write {error.filename}: {error.strerror or error}") from error
+        filed = await self._follow_refiles(kept)
+        await self._publish_all(filed)
+        for arrival, decision, target in filed:
+            log.info(
+                "instance.filed" if decision.action is not Action.REPLACED else "instance.replaced",
+                sop_instance_uid=arrival.header.sop_instance_uid,
+                study_instance_uid=arrival.header.study_uid,
+                account=decision.account,
+                path=str(target),
+            )
 
-    async def _follow_refile(
-        self, study_uid: str, decision: Decision, target: Path
-    ) -> tuple[Decision, Path]:
-        """Where the file belongs now: a re-file may have bound its study elsewhere between
-        the claim and the move, and then the file follows it (see :mod:`refile`)."""
+    def _read_headers(self, messages: list[InstanceReceived]) -> list[Header | Unroutable | None]:
+        """Each spooled file's filing facts (blocking); None for a file no longer spooled."""
+        reads: list[Header | Unroutable | None] = []
+        for message in messages:
+            spooled = self._paths.spool / message.spool_name
+            try:
+                reads.append(read_header(spooled) if spooled.exists() else None)
+            except Unroutable as error:
+                reads.append(None if not spooled.exists() else error)
+        return reads
+
+    async def _follow_refiles(
+        self, kept: list[tuple[Arrival, Decision]]
+    ) -> list[tuple[Arrival, Decision, Path]]:
+        """Where the files are now: a re-file may have bound a study elsewhere between the
+        claim and the move, and then its files follow it (see :mod:`refile`)."""
         async with self._engine.connect() as connection:
-            bound = await claims.study_binding(connection, study_uid)
-        folder, _, rest = str(decision.relative).partition("/")
-        if bound is None or (bound.account, bound.study_folder) == (decision.account, folder):
-            return decision, target
+            bound = await claims.study_bindings_of(
+                connection, [a.header.study_uid for a, _ in kept]
+            )
+        followed = []
+        for arrival, decision in kept:
+            target = self._target(decision)
+            now = bound.get(arrival.header.study_uid)
+            folder = str(decision.relative).partition("/")[0]
+            if now is not None and (now.account, now.study_folder) != (decision.account, folder):
+                decision, target = await self._follow(arrival.header.study_uid, decision, now)
+            followed.append((arrival, decision, target))
+        return followed
+
+    async def _follow(
+        self, study_uid: str, decision: Decision, bound: claims.StudyBinding
+    ) -> tuple[Decision, Path]:
+        target = self._target(decision)
         _, known = await self._accounts_now()
         home = home_of(bound.account, known, self._paths.accounts)
-        relative = Path(bound.study_folder) / rest
+        relative = Path(bound.study_folder) / str(decision.relative).partition("/")[2]
         moved = inside(home.path, relative)
         router = self._settings
-        await asyncio.to_thread(place, target, moved, home, router.directory_mode, router.file_mode)
+        await asyncio.to_thread(
+            place, [(target, moved, home)], router.directory_mode, router.file_mode
+        )
         keep = kept_home(decision.home, decision.account in known)
         await asyncio.to_thread(remove_empty, target.parent, keep=keep)
         async with self._engine.begin() as connection:
@@ -128,59 +170,99 @@ class Filing:
         log.info("instance.followed_refile", study_instance_uid=study_uid, account=bound.account)
         return Decision(bound.account, home, relative, decision.action), moved
 
-    async def _claim(self, message: InstanceReceived, header: Header) -> Decision:
+    async def _claim(self, arrivals: list[Arrival]) -> list[Decision]:
+        """Every claim of the batch in one transaction, in the order that keeps concurrent
+        routers from waiting on each other in a cycle: studies, then series, by UID; then
+        the instances' file names (:mod:`batch_claims`)."""
         async with self._engine.begin() as connection:
             directory, known = await self._accounts.get(connection)
-            choice = choose_account(directory, header.requesting, header.referring)
-            wanted = study_folder(self._settings.study_folder_template, header.study)
-            binding = await claims.claim_study(
-                connection,
-                header.study_uid,
-                choice.account,
-                wanted,
-                respell=choice.account not in known,  # Guest/<name>: a folder, not an account
+            studies: dict[str, claims.StudyBinding] = {}
+            for arrival in sorted(arrivals, key=lambda a: a.header.study_uid):
+                header = arrival.header
+                if header.study_uid not in studies:
+                    studies[header.study_uid] = await self._claim_study(
+                        connection, header, directory, known
+                    )
+            series: dict[str, str] = {}
+            for arrival in sorted(arrivals, key=lambda a: a.header.series_uid):
+                header = arrival.header
+                if header.series_uid not in series:
+                    series[header.series_uid] = await claims.claim_series(
+                        connection,
+                        header.study_uid,
+                        header.series_uid,
+                        series_folder(
+                            header.series_number,
+                            header.series_description,
+                            header.protocol,
+                            header.modality,
+                        ),
+                    )
+            wanted = [
+                (
+                    a.header.sop_instance_uid,
+                    self._slot(a.header, studies, series),
+                    a.message.spool_name,
+                )
+                for a in arrivals
+            ]
+            placed = await batch_claims.claim_placements(connection, wanted)
+            decisions: list[Decision] = []
+            events: list[AuditEvent] = []
+            for arrival, placement in zip(arrivals, placed, strict=True):
+                header, message = arrival.header, arrival.message
+                action = self._action(placement, message)
+                if action is Action.REPLACED:
+                    await claims.move_placement(
+                        connection, header.sop_instance_uid, message.spool_name
+                    )
+                binding = studies[header.study_uid]
+                home = home_of(binding.account, known, self._paths.accounts)
+                decision = Decision(binding.account, home, Path(placement.path), action)
+                decisions.append(decision)
+                if action is not None:
+                    events.extend(self._audit(message, header, decision))
+            await record(connection, events)
+        return decisions
+
+    async def _claim_study(
+        self,
+        connection: AsyncConnection,
+        header: Header,
+        directory: Directory,
+        known: dict[str, Account],
+    ) -> claims.StudyBinding:
+        choice = choose_account(directory, header.requesting, header.referring)
+        binding = await claims.claim_study(
+            connection,
+            header.study_uid,
+            choice.account,
+            study_folder(self._settings.study_folder_template, header.study),
+            respell=choice.account not in known,  # Guest/<name>: a folder, not an account
+        )
+        if binding.created:
+            log.info(
+                "study.bound",
+                study_instance_uid=header.study_uid,
+                account=binding.account,
+                study_folder=binding.study_folder,
+                why=choice.why,
             )
-            if binding.created:
-                log.info(
-                    "study.bound",
-                    study_instance_uid=header.study_uid,
-                    account=binding.account,
-                    study_folder=binding.study_folder,
-                    why=choice.why,
-                )
-            series_name = await claims.claim_series(
-                connection,
-                header.study_uid,
-                header.series_uid,
-                series_folder(
-                    header.series_number,
-                    header.series_description,
-                    header.protocol,
-                    header.modality,
-                ),
-            )
-            series_dir = f"{binding.study_folder}/Dicom/{series_name}"
-            placed = await claims.existing_placement(connection, header.sop_instance_uid)
-            if placed is None:
-                slot = claims.Slot(
-                    header.study_uid,
-                    header.series_uid,
-                    series_dir,
-                    header.series_number,
-                    header.echo,
-                    header.instance_number,
-                )
-                placed = await claims.claim_placement(
-                    connection, header.sop_instance_uid, slot, message.spool_name
-                )
-            action = self._action(placed, message)
-            if action is Action.REPLACED:
-                await claims.move_placement(connection, header.sop_instance_uid, message.spool_name)
-            home = home_of(binding.account, known, self._paths.accounts)
-            decision = Decision(binding.account, home, Path(placed.path), action)
-            if action is not None:
-                await record(connection, self._audit(message, header, decision))
-        return decision
+        return binding
+
+    @staticmethod
+    def _slot(
+        header: Header, studies: dict[str, claims.StudyBinding], series: dict[str, str]
+    ) -> claims.Slot:
+        series_dir = f"{studies[header.study_uid].study_folder}/Dicom/{series[header.series_uid]}"
+        return claims.Slot(
+            header.study_uid,
+            header.series_uid,
+            series_dir,
+            header.series_number,
+            header.echo,
+            header.instance_number,
+        )
 
     def _action(self, placed: claims.Placement, message: InstanceReceived) -> Action | None:
         if placed.created:
@@ -246,6 +328,16 @@ class Filing:
             await self._bus.publish(self._filed_message(message, header, decision, target))
         except PublishError as error:
             raise Retry(f"instance.filed not confirmed: {error}") from error
+
+    async def _publish_all(self, filed: list[tuple[Arrival, Decision, Path]]) -> None:
+        """Publish every ``instance.filed`` at once, their confirms awaited together."""
+        outcomes = await asyncio.gather(
+            *(self._publish(a.message, a.header, d, target) for a, d, target in filed),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _after_the_move(self, message: InstanceReceived) -> None:
         """The spool file is gone: either this receipt was filed (finish by publishing) or

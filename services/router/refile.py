@@ -215,14 +215,15 @@ class Refiling:
         source = inside(source_home.path, Path(move.from_folder))
         target = inside(target_home.path, Path(move.to_folder))
         router = self._settings
-        moved = 0
-        if source.is_dir():
-            for path in sorted(p for p in source.rglob("*") if p.is_file()):
-                destination = target / path.relative_to(source)
-                place(path, destination, target_home, router.directory_mode, router.file_mode)
-                moved += 1
-            remove_empty(source, keep=keep)
-        return moved
+        if not source.is_dir():
+            return 0
+        moves = [
+            (path, target / path.relative_to(source), target_home)
+            for path in sorted(p for p in source.rglob("*") if p.is_file())
+        ]
+        place(moves, router.directory_mode, router.file_mode)
+        remove_empty(source, keep=keep)
+        return len(moves)
 
     async def _record(self, move: Move, target_home: Home, files: int) -> None:
         """Step 3: the placements, the index and the audit trail say where the study is."""

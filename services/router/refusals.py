@@ -16,8 +16,9 @@ from shared.messages import InstanceRefused
 log = get_logger("services.router")
 
 
-async def record_refusal(engine: AsyncEngine, refused: InstanceRefused) -> None:
-    """One ``refused`` row per refusal; a redelivered message adds a second, harmlessly."""
+async def record_refusals(engine: AsyncEngine, refusals: list[InstanceRefused]) -> None:
+    """One ``refused`` row per refusal, all in one transaction; a redelivered message adds a
+    second, harmlessly."""
     async with engine.begin() as connection:
         await record(
             connection,
@@ -38,10 +39,12 @@ async def record_refusal(engine: AsyncEngine, refused: InstanceRefused) -> None:
                     },
                     at=refused.received_at,
                 )
+                for refused in refusals
             ],
         )
-    log.info(
-        "instance.refusal_audited",
-        sop_instance_uid=refused.sop_instance_uid,
-        status=f"0x{refused.status:04X}",
-    )
+    for refused in refusals:
+        log.info(
+            "instance.refusal_audited",
+            sop_instance_uid=refused.sop_instance_uid,
+            status=f"0x{refused.status:04X}",
+        )

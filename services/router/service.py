@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.accounts import seed_accounts
 from services.router.filing import Filing
-from services.router.refusals import record_refusal
+from services.router.refusals import record_refusals
 from services.router.settings import AccountSeed, RouterSettings
-from shared.bus import Bus, Delivery, Routes, Subscription
+from shared.bus import BatchRoutes, Bus, Delivery, Subscription
 from shared.consumers import riding_out_outages
 from shared.log import get_logger
 from shared.messages import InstanceReceived, InstanceRefused
@@ -49,9 +49,21 @@ class Router:
                 created = await seed_accounts(connection, self._seeds)
             if created:
                 log.info("accounts.seeded", created=created)
-        routes = Routes(ROLE).on(InstanceReceived, self._file).on(InstanceRefused, self._audit)
-        self._subscription = await self._bus.consume(ROLE, routes, prefetch=self._settings.prefetch)
-        log.info("router.started", prefetch=self._settings.prefetch)
+        options = self._settings
+        routes = BatchRoutes(ROLE).on(InstanceReceived, self._file).on(InstanceRefused, self._audit)
+        self._subscription = await self._bus.consume_batch(
+            ROLE,
+            routes,
+            max_batch=options.batch_size,
+            max_wait=options.max_wait_ms / 1000,
+            prefetch=options.prefetch,
+        )
+        log.info(
+            "router.started",
+            batch_size=options.batch_size,
+            max_wait_ms=options.max_wait_ms,
+            prefetch=options.prefetch,
+        )
 
     def problem(self) -> str | None:
         return None if self._subscription is not None else "not consuming"
@@ -62,11 +74,12 @@ class Router:
             self._subscription = None
         log.info("router.stopped")
 
-    async def _file(self, delivery: Delivery[InstanceReceived]) -> None:
+    async def _file(self, deliveries: list[Delivery[InstanceReceived]]) -> None:
         # Filing is idempotent (see filing.py), so after an outage it simply runs again.
-        work = partial(self._filing.handle, delivery)
+        work = partial(self._filing.handle, deliveries)
         await riding_out_outages("filing", work, self._settings.database_retry_seconds)
 
-    async def _audit(self, delivery: Delivery[InstanceRefused]) -> None:
-        work = partial(record_refusal, self._engine, delivery.message)
+    async def _audit(self, deliveries: list[Delivery[InstanceRefused]]) -> None:
+        refusals = [delivery.message for delivery in deliveries]
+        work = partial(record_refusals, self._engine, refusals)
         await riding_out_outages("refusal", work, self._settings.database_retry_seconds)

@@ -34,7 +34,13 @@ class RouterSettings(Section):
     )
     directory_mode: int = Field(default=0o750, ge=0, le=0o7777)
     file_mode: int = Field(default=0o640, ge=0, le=0o7777)
-    prefetch: int = Field(default=16, ge=1, le=1000)
+    batch_size: int = Field(
+        default=32, ge=1, le=500, description="deliveries filed together, in one transaction"
+    )
+    max_wait_ms: int = Field(
+        default=20, ge=0, le=10_000, description="how long a batch waits to fill once begun"
+    )
+    prefetch: int = Field(default=64, ge=1, le=1000)
     account_cache_seconds: float = Field(default=10.0, ge=0)
     database_retry_seconds: float = Field(
         default=60.0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -17,14 +16,6 @@ from tests.support.cli import STORE_SERVER, store_server
 from tests.support.process import run_together
 
 HEAD = expected_revision()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/index.sqlite"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def schema_differences(connection: sa.Connection) -> list[object]:

@@ -8,9 +8,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,14 +31,6 @@ class RefusingBus(MemoryBus):
 
     async def publish(self, message: Message) -> None:
         raise PublishError("no confirm")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/index.sqlite"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @asynccontextmanager
@@ -130,17 +120,17 @@ def run_with_engines(url: str, scenario: Scenario) -> None:
     asyncio.run(body())
 
 
-def test_racing_monitors_announce_each_quiet_period_once(index_url: str) -> None:
-    run_with_engines(index_url, _racing_monitors_announce_each_quiet_period_once)
+def test_racing_monitors_announce_each_quiet_period_once(database_url: str) -> None:
+    run_with_engines(database_url, _racing_monitors_announce_each_quiet_period_once)
 
 
-def test_a_failed_publish_gives_the_claim_back(index_url: str) -> None:
-    run_with_engines(index_url, _a_failed_publish_gives_the_claim_back)
+def test_a_failed_publish_gives_the_claim_back(database_url: str) -> None:
+    run_with_engines(database_url, _a_failed_publish_gives_the_claim_back)
 
 
 def test_an_announcement_without_a_sheet_is_renewed_until_the_sheet_is_written(
-    index_url: str,
+    database_url: str,
 ) -> None:
     run_with_engines(
-        index_url, _an_announcement_without_a_sheet_is_renewed_until_the_sheet_is_written
+        database_url, _an_announcement_without_a_sheet_is_renewed_until_the_sheet_is_written
     )
