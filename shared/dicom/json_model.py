@@ -84,8 +84,8 @@ def _encodings(dataset: Dataset) -> list[str]:
         raw = (element.value or b"").decode("ascii", "replace")
         terms = [term.strip() for term in raw.split("\\")]
     else:
-        value = element.value
-        terms = [str(term) for term in value] if isinstance(value, list | tuple) else [str(value)]
+        value = element.value  # one term, or several (a MultiValue, a list)
+        terms = [value] if isinstance(value, str) else [str(term) for term in value or [""]]
     return list(charset.convert_encodings(terms or [""]))
 
 

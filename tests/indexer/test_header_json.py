@@ -1,5 +1,6 @@
 """The header the index stores is the DICOM JSON model pydicom would give, element for
-element, over every file in pydicom's test data and pydicom-data (made faster, not different)."""
+element, over every file in pydicom's test data, its character set files and pydicom-data (made faster,
+not different)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.data import get_testdata_files
+from pydicom.data import get_charset_files, get_testdata_files
 
 from shared.dicom.header import HeaderReadError, read_header
 from shared.dicom.json_model import header_json
@@ -23,7 +24,7 @@ OVER_LONG = {"bad_sequence.dcm": {"00200010", "0020000D", "0020000E", "00080018"
 def corpus() -> list[Path]:
     return sorted(
         Path(p)
-        for p in get_testdata_files()
+        for p in [*get_testdata_files(), *get_charset_files()]
         if Path(p).is_file() and Path(p).suffix not in {".txt", ".json", ".dump", ".gz", ".icc"}
     )
 
