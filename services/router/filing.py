@@ -10,6 +10,7 @@ Instance UID (another spool name) replaces the filed copy or, with ``keep-first`
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class Decision:
     home: Home
     relative: Path  # the file, relative to the account's home
     action: Action | None  # FILED, REPLACED, DUPLICATE; None for a redelivery
+    target: Path  # the file, inside the account's home
 
 
 class Filing:
@@ -77,6 +79,12 @@ class Filing:
         self._bus = bus
         self._paths = paths
         self._accounts = AccountsCache(settings.account_cache_seconds)
+
+    @functools.cached_property
+    def _accounts_root(self) -> Path:
+        """The accounts root as the index's paths are relative to (resolved once, when the
+        first file is filed: the router has made the folder by then)."""
+        return self._paths.accounts.resolve()
 
     async def handle(self, deliveries: list[Delivery[InstanceReceived]]) -> None:
         """File a batch of deliveries: their claims in one transaction, their files moved
@@ -102,7 +110,7 @@ class Filing:
                 continue
             await asyncio.to_thread(arrival.spooled.unlink, missing_ok=True)
             log.info("instance.duplicate_dropped", sop_instance_uid=arrival.header.sop_instance_uid)
-        moves = [(a.spooled, self._target(d), d.home) for a, d in kept]
+        moves = [(a.spooled, d.target, d.home) for a, d in kept]
         router = self._settings
         try:
             await asyncio.to_thread(place, moves, router.directory_mode, router.file_mode)
@@ -141,7 +149,7 @@ class Filing:
             )
         followed = []
         for arrival, decision in kept:
-            target = self._target(decision)
+            target = decision.target
             now = bound.get(arrival.header.study_uid)
             folder = str(decision.relative).partition("/")[0]
             if now is not None and (now.account, now.study_folder) != (decision.account, folder):
@@ -152,7 +160,7 @@ class Filing:
     async def _follow(
         self, study_uid: str, decision: Decision, bound: claims.StudyBinding
     ) -> tuple[Decision, Path]:
-        target = self._target(decision)
+        target = decision.target
         _, known = await self._accounts_now()
         home = home_of(bound.account, known, self._paths.accounts)
         relative = Path(bound.study_folder) / str(decision.relative).partition("/")[2]
@@ -168,7 +176,7 @@ class Filing:
                 connection, study_uid, str(decision.relative), str(relative)
             )
         log.info("instance.followed_refile", study_instance_uid=study_uid, account=bound.account)
-        return Decision(bound.account, home, relative, decision.action), moved
+        return Decision(bound.account, home, relative, decision.action, moved), moved
 
     async def _claim(self, arrivals: list[Arrival]) -> list[Decision]:
         """Every claim of the batch in one transaction, in the order that keeps concurrent
@@ -218,7 +226,9 @@ class Filing:
                     )
                 binding = studies[header.study_uid]
                 home = home_of(binding.account, known, self._paths.accounts)
-                decision = Decision(binding.account, home, Path(placement.path), action)
+                relative = Path(placement.path)
+                target = inside(home.path, relative)
+                decision = Decision(binding.account, home, relative, action, target)
                 decisions.append(decision)
                 if action is not None:
                     events.extend(self._audit(message, header, decision))
@@ -292,7 +302,7 @@ class Filing:
         )
         detail: dict[str, object] = {"account": decision.account, "path": str(decision.relative)}
         if decision.action is not Action.DUPLICATE:
-            filed = self._filed_message(message, header, decision, self._target(decision))
+            filed = self._filed_message(message, header, decision, decision.target)
             detail["message"] = filed.model_dump(mode="json")
         assert decision.action is not None
         return [
@@ -300,13 +310,10 @@ class Filing:
             AuditEvent(decision.action, SERVICE, header.sop_instance_uid, header.study_uid, detail),
         ]
 
-    def _target(self, decision: Decision) -> Path:
-        return inside(decision.home.path, decision.relative)
-
     def _filed_message(
         self, message: InstanceReceived, header: Header, decision: Decision, target: Path
     ) -> InstanceFiled:
-        path = indexed_path(self._paths.accounts.resolve(), target)
+        path = indexed_path(self._accounts_root, target)
         return InstanceFiled(
             sop_instance_uid=header.sop_instance_uid,
             sop_class_uid=header.sop_class_uid or message.sop_class_uid,
@@ -358,7 +365,7 @@ class Filing:
         if not target.exists():
             raise Retry(f"spool file gone but {target} missing: the file system is not settled")
         header = await asyncio.to_thread(read_header, target)
-        decision = Decision(filed.account, home, Path(placed.path), None)
+        decision = Decision(filed.account, home, Path(placed.path), None, target)
         await self._publish(message, header, decision, target)
         log.info("instance.filed_republished", sop_instance_uid=message.sop_instance_uid)
 

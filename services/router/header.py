@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
+import base64
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from services.router.naming import StudyFacts, positive_number
 from services.router.physicians import named, pn_values
 from shared.dicom import header as dicom_header
+from shared.dicom.json_model import header_json
 from shared.dicom.values import as_text
 from shared.messages import UID_PATTERN
 
@@ -62,22 +64,36 @@ class Header:
     study: StudyFacts
 
 
-# pydicom raises these for a value it cannot convert (a malformed IS, a bad character set).
-_BAD_VALUE = (ValueError, TypeError, AttributeError, KeyError, IndexError, LookupError)
+# Text written with a binary VR (OB, UN) up to this size is read as Latin-1 text.
+INLINE_TEXT = 1024
+_KEYS = {keyword: f"{tag_for_keyword(keyword):08X}" for keyword in FILING_TAGS}
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 
-def _value(dataset: Dataset, keyword: str) -> object:
-    """A value as pydicom gives it; one it cannot convert counts as absent."""
-    try:
-        value = dataset.get(keyword)
-    except _BAD_VALUE:
-        return None
-    # A text element written with a binary VR (OB, UN): its bytes, read as Latin-1.
-    return value.decode("latin-1") if isinstance(value, bytes) else value
+class _Facts:
+    """The filing tags' values, decoded from the bytes in one pass (:mod:`json_model`): a
+    value that cannot be read as its VR says counts as absent, as do private dictionaries'
+    odd VRs; pydicom's own conversions only where the bytes leave the VR open."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self._json = header_json(dataset, INLINE_TEXT)
+
+    def values(self, keyword: str) -> list[object]:
+        element = self._json.get(_KEYS[keyword], {})
+        if "InlineBinary" in element:  # a text element written with a binary VR
+            return [base64.b64decode(element["InlineBinary"]).decode("latin-1")]
+        return [
+            _pn_text(value) if isinstance(value, dict) else value
+            for value in element.get("Value", [])
+        ]
+
+    def text(self, keyword: str) -> str:
+        return as_text(self.values(keyword), first_only=True)
 
 
-def _text(dataset: Dataset, keyword: str) -> str:
-    return as_text(_value(dataset, keyword), first_only=True)
+def _pn_text(groups: dict[str, str]) -> str:
+    """A PN value as DICOM writes it: ``alphabetic=ideographic=phonetic``."""
+    return "=".join(groups.get(group, "") for group in _PN_GROUPS).rstrip("=")
 
 
 def read_header(path: Path) -> Header:
@@ -91,16 +107,13 @@ def read_header(path: Path) -> Header:
     try:
         # Bounded: a huge value is skipped on disk, a deflated data set inflated as a stream.
         dataset = dicom_header.read_header(path, specific_tags=FILING_TAGS)
+        facts = _Facts(dataset)
     # The file changed on disk since the receiver walked it (corruption, a hand's edit).
     except Exception as error:
         raise Unroutable(f"header cannot be read: {type(error).__name__}: {error}") from error
-    # The Specific Character Set applied to every text value, now; if it cannot be, values
-    # stay in the default repertoire, characters it lacks replaced.
-    with contextlib.suppress(*_BAD_VALUE):
-        dataset.decode()
-    study_uid = _text(dataset, "StudyInstanceUID")
-    series_uid = _text(dataset, "SeriesInstanceUID")
-    sop_uid = _text(dataset, "SOPInstanceUID") or str(
+    study_uid = facts.text("StudyInstanceUID")
+    series_uid = facts.text("SeriesInstanceUID")
+    sop_uid = facts.text("SOPInstanceUID") or str(
         dataset.file_meta.get("MediaStorageSOPInstanceUID", "")
     )
     for name, value in (("Study", study_uid), ("Series", series_uid), ("SOP", sop_uid)):
@@ -108,27 +121,27 @@ def read_header(path: Path) -> Header:
             raise Unroutable(f"{name} Instance UID is missing or not a UID")
     return Header(
         sop_instance_uid=sop_uid,
-        sop_class_uid=_text(dataset, "SOPClassUID"),
+        sop_class_uid=facts.text("SOPClassUID"),
         transfer_syntax_uid=str(dataset.file_meta.get("TransferSyntaxUID", "")),
         study_uid=study_uid,
         series_uid=series_uid,
-        requesting=named(pn_values(_value(dataset, "RequestingPhysician"))),
-        referring=named(pn_values(_value(dataset, "ReferringPhysicianName"))),
-        series_number=positive_number(_value(dataset, "SeriesNumber")),
-        echo=positive_number(_value(dataset, "EchoNumbers")) or 1,
-        instance_number=positive_number(_value(dataset, "InstanceNumber")),
-        series_description=_text(dataset, "SeriesDescription"),
-        protocol=_text(dataset, "ProtocolName"),
-        modality=_text(dataset, "Modality"),
+        requesting=named(pn_values(facts.values("RequestingPhysician"))),
+        referring=named(pn_values(facts.values("ReferringPhysicianName"))),
+        series_number=positive_number(facts.values("SeriesNumber")),
+        echo=positive_number(facts.values("EchoNumbers")) or 1,
+        instance_number=positive_number(facts.values("InstanceNumber")),
+        series_description=facts.text("SeriesDescription"),
+        protocol=facts.text("ProtocolName"),
+        modality=facts.text("Modality"),
         study=StudyFacts(
             study_instance_uid=study_uid,
-            patient_name=_text(dataset, "PatientName"),
-            patient_id=_text(dataset, "PatientID"),
-            study_date=_text(dataset, "StudyDate"),
-            study_time=_text(dataset, "StudyTime"),
-            study_description=_text(dataset, "StudyDescription"),
-            accession=_text(dataset, "AccessionNumber"),
-            study_id=_text(dataset, "StudyID"),
-            modality=_text(dataset, "Modality"),
+            patient_name=facts.text("PatientName"),
+            patient_id=facts.text("PatientID"),
+            study_date=facts.text("StudyDate"),
+            study_time=facts.text("StudyTime"),
+            study_description=facts.text("StudyDescription"),
+            accession=facts.text("AccessionNumber"),
+            study_id=facts.text("StudyID"),
+            modality=facts.text("Modality"),
         ),
     )
