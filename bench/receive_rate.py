@@ -27,8 +27,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from chart import draw_chart
 from generate import generate_study, split_study
-from targets import ALL, DCMTK_ENV, HOST, ORTHANC, STORESCP, cpu_seconds, started, stored
+from targets import (
+    ALL,
+    DCMTK_ENV,
+    HOST,
+    ORTHANC,
+    STORESCP,
+    cpu_seconds,
+    started,
+    stored,
+    wait_indexed,
+)
 
 READY_TIMEOUT, SEND_TIMEOUT = 60.0, 900.0
 
@@ -36,8 +47,14 @@ READY_TIMEOUT, SEND_TIMEOUT = 60.0, 900.0
 @dataclass
 class Run:
     seconds: float | None = None  # None: failed, see error
-    cpu_ms_per_instance: float | None = None
-    peak_mb: float | None = None
+    # Until the last instance is filed and indexed: Orthanc does both before it answers,
+    # storescp neither (its figure is the send's); ours measured.
+    end_to_end_seconds: float | None = None
+    cpu_ms_per_instance: float | None = None  # the receiving process
+    pipeline_cpu_ms_per_instance: float | None = None  # every process of the target
+    peak_mb: float | None = None  # the receiving process
+    peaks_mb: dict[str, float] = field(default_factory=dict)  # every process of the target
+    cpu_ms_by_process: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -48,10 +65,14 @@ class Result:
     target: str
     runs: list[Run] = field(default_factory=list)
     instances_per_second: float | None = None
+    end_to_end_per_second: float | None = None
     cpu_ms_per_instance: float | None = None
+    pipeline_cpu_ms_per_instance: float | None = None
     peak_mb: float | None = None
+    peaks_mb: dict[str, float] = field(default_factory=dict)
     ratio_to_orthanc: float | None = None
     ratio_to_storescp: float | None = None
+    end_to_end_ratio_to_orthanc: float | None = None
     error: str | None = None
 
 
@@ -121,20 +142,39 @@ def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
         try:
             with started(target, free_port(), work) as running:
                 wait_ready(running.process, running.log, running.port, running.ae_title)
-                idle_cpu = cpu_seconds(running.process.pid)
+                pids = {"receiver": running.process.pid}
+                pids |= {name: p.pid for name, p in running.helpers.items()}
+                idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                began = time.perf_counter()
                 seconds = send(chunks, running.port, running.ae_title, work)
+                end_to_end = seconds
+                if running.index_url is not None:
+                    wait_indexed(running, expected, SEND_TIMEOUT)
+                    end_to_end = time.perf_counter() - began
             # Counted once stopped: a file being filed is in the spool and the accounts at once.
             count = stored(running)
         except (RuntimeError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
             return Run(error=str(error))
-        usage = running.usage
-        assert usage is not None
+        assert running.usage is not None
+        usages = {"receiver": running.usage, **running.helper_usage}
         if count != expected:
             return Run(error=f"{count} of {expected} instances stored")
-        if target not in (STORESCP, ORTHANC) and usage.code != 0:
-            return Run(error=f"server exited {usage.code} on SIGTERM: {_tail(running.log)}")
-        cpu_ms = (usage.cpu_seconds - idle_cpu) * 1000 / expected
-        return Run(seconds, cpu_ms, usage.peak_mb)
+        if target not in (STORESCP, ORTHANC):
+            failed = {name: u.code for name, u in usages.items() if u.code != 0}
+            if failed:
+                return Run(error=f"exited on SIGTERM with {failed}: {_tail(running.log)}")
+        cpu_ms = {
+            name: (u.cpu_seconds - idle[name]) * 1000 / expected for name, u in usages.items()
+        }
+        return Run(
+            seconds,
+            end_to_end,
+            cpu_ms["receiver"],
+            sum(cpu_ms.values()),
+            running.usage.peak_mb,
+            {name: round(u.peak_mb, 1) for name, u in usages.items()},
+            {name: round(ms, 2) for name, ms in cpu_ms.items()},
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -145,43 +185,80 @@ def summarise(results: list[Result], count: int) -> None:
         if failures:
             result.error = f"{len(failures)}/{len(result.runs)} runs failed: {failures[0]}"
             continue
+        runs = result.runs
         result.instances_per_second = count / statistics.median(
-            run.seconds for run in result.runs if run.seconds
+            r.seconds for r in runs if r.seconds
+        )
+        result.end_to_end_per_second = count / statistics.median(
+            r.end_to_end_seconds for r in runs if r.end_to_end_seconds
         )
         result.cpu_ms_per_instance = statistics.median(
-            run.cpu_ms_per_instance for run in result.runs if run.cpu_ms_per_instance is not None
+            r.cpu_ms_per_instance for r in runs if r.cpu_ms_per_instance is not None
         )
-        result.peak_mb = max(run.peak_mb for run in result.runs if run.peak_mb is not None)
-    by_target = {result.target: result.instances_per_second for result in results}
-    for result in results:
-        rate = result.instances_per_second
-        if rate and by_target.get(ORTHANC):
-            result.ratio_to_orthanc = rate / by_target[ORTHANC]  # type: ignore[operator]
-        if rate and by_target.get(STORESCP):
-            result.ratio_to_storescp = rate / by_target[STORESCP]  # type: ignore[operator]
+        result.pipeline_cpu_ms_per_instance = statistics.median(
+            r.pipeline_cpu_ms_per_instance
+            for r in runs
+            if r.pipeline_cpu_ms_per_instance is not None
+        )
+        result.peak_mb = max(r.peak_mb for r in runs if r.peak_mb is not None)
+        for run in runs:
+            for name, peak in run.peaks_mb.items():
+                result.peaks_mb[name] = max(peak, result.peaks_mb.get(name, 0.0))
+    by_target = {r.target: r for r in results if r.error is None}
+    orthanc, storescp = by_target.get(ORTHANC), by_target.get(STORESCP)
+    for result in by_target.values():
+        rate, end_to_end = result.instances_per_second, result.end_to_end_per_second
+        if rate and orthanc and orthanc.instances_per_second:
+            result.ratio_to_orthanc = rate / orthanc.instances_per_second
+        if end_to_end and orthanc and orthanc.end_to_end_per_second:
+            result.end_to_end_ratio_to_orthanc = end_to_end / orthanc.end_to_end_per_second
+        if rate and storescp and storescp.instances_per_second:
+            result.ratio_to_storescp = rate / storescp.instances_per_second
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value else "-"
 
 
 def table(results: list[Result]) -> str:
-    rows = [("target", "inst/s", "CPU ms/inst", "peak MB", "vs Orthanc", "vs storescp", "")]
+    rows = [
+        (
+            "target",
+            "inst/s",
+            "e2e/s",
+            "CPU ms/inst",
+            "all CPU ms",
+            "peak MB",
+            "vs Orthanc",
+            "e2e vs Orthanc",
+            "vs storescp",
+            "",
+        )
+    ]
     for r in results:
         if r.instances_per_second is None:
-            rows.append((r.target, "FAILED", "-", "-", "-", "-", r.error or ""))
+            rows.append((r.target, "FAILED", *("-",) * 7, r.error or ""))
             continue
         rows.append(
             (
                 r.target,
                 f"{r.instances_per_second:.0f}",
+                f"{r.end_to_end_per_second:.0f}" if r.end_to_end_per_second else "-",
                 f"{r.cpu_ms_per_instance:.2f}",
-                f"{r.peak_mb:.0f}",
-                f"{r.ratio_to_orthanc:.2f}x" if r.ratio_to_orthanc else "-",
-                f"{r.ratio_to_storescp:.2f}x" if r.ratio_to_storescp else "-",
+                f"{r.pipeline_cpu_ms_per_instance:.2f}",
+                f"{max(r.peaks_mb.values(), default=r.peak_mb or 0):.0f}",
+                _ratio(r.ratio_to_orthanc),
+                _ratio(r.end_to_end_ratio_to_orthanc),
+                _ratio(r.ratio_to_storescp),
                 "",
             )
         )
-    width = max(len(row[0]) for row in rows)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        f"{row[0]:<{width}}  {row[1]:>7}  {row[2]:>11}  {row[3]:>7}  {row[4]:>10}  "
-        f"{row[5]:>11}  {row[6]}".rstrip()
+        "  ".join(
+            cell.ljust(widths[i]) if i in (0, len(row) - 1) else cell.rjust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
         for row in rows
     )
 
@@ -197,6 +274,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="runs per target (median)")
     parser.add_argument("--targets", default=",".join(ALL), help="of: " + ", ".join(ALL))
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--save", type=Path, help="also write the result as JSON to this file")
+    parser.add_argument("--chart", type=Path, help="draw the rates as a PNG bar chart here")
     args = parser.parse_args(argv)
     try:
         args.studies = [
@@ -258,9 +337,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"{associations} association(s), median of {args.repeat}\n{table(results)}"
                 )
     print("\n\n".join(report), file=sys.stderr if args.json else sys.stdout)
+    payload = {"repeat": args.repeat, "results": [asdict(r) for r in everything]}
     if args.json:
-        payload = {"repeat": args.repeat, "results": [asdict(r) for r in everything]}
         print(json.dumps(payload, indent=2))
+    if args.save:
+        args.save.write_text(json.dumps(payload, indent=2))
+    if args.chart:
+        draw_chart(everything, args.chart)
     return 0 if all(result.error is None for result in everything) else 1
 
 

@@ -6,9 +6,9 @@ stopped with its resource use (CPU seconds and peak memory, from ``wait4``).
 - ``orthanc``: Orthanc from Debian, its own configuration (SQLite index, files synced): what a
   site would otherwise pick;
 - ``receiver``: our production receiver process alone, publishing to RabbitMQ with confirms;
-- ``receiver+consumers``: the same, with a router, an indexer and a scan-sheet worker running
-  as processes of their own on the same machine (RabbitMQ, PostgreSQL); CPU and memory are
-  the receiver's;
+- ``receiver+consumers``: the production topology: the same receiver, with two routers, an
+  indexer and a scan-sheet worker running as processes of their own on the same machine
+  (RabbitMQ, PostgreSQL);
 - ``run``: the embedded server whole in one process (in-memory bus, SQLite).
 """
 
@@ -27,8 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from shared.bus import TOPOLOGY
 from shared.bus.amqp_queues import delete_topology
+from shared.db.engine import create_engine
+from shared.db.schema import instances
 from shared.db.scratch import create_database, drop_database
 
 HOST = "127.0.0.1"
@@ -45,13 +49,14 @@ STORESCP, ORTHANC, RECEIVER, CONSUMERS, EMBEDDED = (
 )
 ALL = (STORESCP, ORTHANC, RECEIVER, CONSUMERS, EMBEDDED)
 AE_TITLES = {STORESCP: "STORESCP", ORTHANC: "ORTHANC"}
-QUEUE_ROLES = tuple(consumer.role for consumer in TOPOLOGY)
+# The production topology's consumers: two routers, as docker-compose.yml runs them.
+CONSUMER_PROCESSES = ("router", "router", *(c.role for c in TOPOLOGY if c.role != "router"))
 
 
 @dataclass
 class Usage:
     """What a stopped process used: exit code, CPU seconds (user + system, with the children
-    it waited for), peak resident memory in MB."""
+    it waited for), peak resident memory in MB (of the process itself)."""
 
     code: int
     cpu_seconds: float
@@ -68,8 +73,10 @@ class Started:
     pattern: str
     process: subprocess.Popen[bytes]
     log: Path
-    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    helpers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    index_url: str | None = None  # ours: where to see an instance indexed
     usage: Usage | None = None
+    helper_usage: dict[str, Usage] = field(default_factory=dict)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -80,8 +87,19 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def peak_mb(pid: int) -> float | None:
+    """The process's peak resident memory so far (``VmHWM``). ``wait4``'s ``ru_maxrss`` would
+    not do: it keeps the high-water mark of the Python fork the process was exec'ed from."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def stop(process: subprocess.Popen[bytes]) -> Usage:
     """SIGTERM the process group, SIGKILL if it lingers; its resource use."""
+    peak = peak_mb(process.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
@@ -96,7 +114,8 @@ def stop(process: subprocess.Popen[bytes]) -> Usage:
             break
         time.sleep(0.05)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Usage(process.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Usage(process.returncode, cpu, peak if peak is not None else usage.ru_maxrss / 1024)
 
 
 def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -116,7 +135,7 @@ def started(target: str, port: int, work: Path) -> Iterator[Started]:
     log = work / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORE_SERVER_")}
     exchange, database = "", ""
-    helpers: list[subprocess.Popen[bytes]] = []
+    helpers: dict[str, subprocess.Popen[bytes]] = {}
     if target == STORESCP:
         received = work / "received"
         received.mkdir()
@@ -154,22 +173,26 @@ def started(target: str, port: int, work: Path) -> Iterator[Started]:
             env["STORE_SERVER_BUS__EXCHANGE"] = exchange
             command = [*_ours("receiver"), "--host", HOST, "--port", str(port), *flags]
             command += ["--bus", AMQP_URL]
+        index_url = f"sqlite:///{data_dir / 'index.sqlite'}"
         if target == CONSUMERS:
             database = f"bench_{uuid.uuid4().hex[:12]}"
-            asyncio.run(create_database(f"{POSTGRES}/postgres", database))
-            for role in QUEUE_ROLES:
-                worker = [*_ours(role), *flags, "--bus", AMQP_URL]
-                worker += ["--database", f"{POSTGRES}/{database}"]
-                helpers.append(_spawn(worker, env, work / f"{role}.log"))
+            index_url = asyncio.run(create_database(f"{POSTGRES}/postgres", database))
+            for number, role in enumerate(CONSUMER_PROCESSES):
+                worker = [*_ours(role), *flags, "--bus", AMQP_URL, "--database", index_url]
+                name = f"{role}-{number}"
+                helpers[name] = _spawn(
+                    worker, env | {"STORE_SERVER_INSTANCE": name}, work / f"{name}.log"
+                )
         process = _spawn(command, env, log)
         # Each instance is in the spool or, once a router has filed it, in accounts/.
         running = Started(port, "STORE_SERVER", data_dir, "*.dcm", process, log, helpers)
+        running.index_url = index_url if target in (CONSUMERS, EMBEDDED) else None
     try:
         yield running
     finally:
         running.usage = stop(running.process)
-        for helper in helpers:
-            stop(helper)
+        for name, helper in helpers.items():
+            running.helper_usage[name] = stop(helper)
         if exchange:
             try:
                 asyncio.run(delete_topology(AMQP_URL, exchange))
@@ -177,6 +200,34 @@ def started(target: str, port: int, work: Path) -> Iterator[Started]:
                 print(f"left behind: exchange {exchange}: {error}", file=sys.stderr)
         if database:
             asyncio.run(drop_database(f"{POSTGRES}/postgres", database))
+
+
+async def _count_indexed(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            held = await connection.scalar(sa.select(sa.func.count()).select_from(instances))
+            return int(held or 0)
+    except (OSError, sa.exc.SQLAlchemyError):  # not created yet: nothing indexed
+        return 0
+    finally:
+        await engine.dispose()
+
+
+def wait_indexed(running: Started, expected: int, timeout: float) -> None:
+    """Until every instance is filed (the spool empty) and indexed; ours only."""
+    assert running.index_url is not None
+    spool = running.received / "spool"
+    deadline = time.monotonic() + timeout
+    while True:
+        filed = not any(spool.glob("*.dcm")) if spool.exists() else True
+        if filed and asyncio.run(_count_indexed(running.index_url)) >= expected:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not filed and indexed within {timeout:.0f}s")
+        if any(h.poll() is not None for h in [running.process, *running.helpers.values()]):
+            raise RuntimeError("a server process exited during the run")
+        time.sleep(0.05)
 
 
 def stored(running: Started) -> int:
