@@ -1,6 +1,6 @@
 """The header the index stores is the DICOM JSON model pydicom would give, element for
-element, over every file in pydicom's test data, its character set files and pydicom-data (made faster,
-not different)."""
+element, over every file in pydicom's test data, its character set files and pydicom-data
+(made faster, not different)."""
 
 from __future__ import annotations
 
