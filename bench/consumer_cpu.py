@@ -40,12 +40,14 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from services.app import start
+from services.receiver.intake import FILING_TAGS, filing_header
 from services.settings import Settings, load_settings
 from shared.bus import open_bus
 from shared.bus.amqp_queues import delete_topology
 from shared.db.engine import open_index
 from shared.db.schema import instances
 from shared.db.scratch import drop_database, scratch_database
+from shared.dicom.encoding import check_file
 from shared.log import configure_logging
 from shared.messages import InstanceReceived, Message
 
@@ -92,6 +94,7 @@ def spooled(spool: Path, datasets: list[pydicom.Dataset]) -> list[Message]:
     for index, ds in enumerate(datasets):
         name = f"bench-{index:08d}.dcm"
         ds.save_as(spool / name)
+        captured = check_file(spool / name, capture=FILING_TAGS).captured
         messages.append(
             InstanceReceived(
                 sop_instance_uid=ds.SOPInstanceUID,
@@ -104,6 +107,8 @@ def spooled(spool: Path, datasets: list[pydicom.Dataset]) -> list[Message]:
                 called_ae="STORE_SERVER",
                 peer_address="127.0.0.1",
                 peer_port=0,
+                # As the receiver hands it on, from its walk of the data set.
+                filing_header=filing_header(captured) if captured else None,
             )
         )
     return messages

@@ -38,8 +38,49 @@ class Message(BaseModel):
         return self.model_dump_json().encode()
 
 
+# The elements filing reads, which the receiver hands on as it read them (FilingHeader).
+FILING_KEYWORDS = (
+    "SpecificCharacterSet",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "RequestingPhysician",
+    "ReferringPhysicianName",
+    "SeriesNumber",
+    "EchoNumbers",
+    "InstanceNumber",
+    "SeriesDescription",
+    "ProtocolName",
+    "Modality",
+    "PatientName",
+    "PatientID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "AccessionNumber",
+    "StudyID",
+)
+
+
+class FilingHeader(BaseModel):
+    """The filing elements of a data set's top level, as encoded in the file: the receiver
+    walked every element before answering Success, so the router need not read the file
+    again. ``elements``: tag as 8 hex digits, to its VR ('' when implicit) and its value's
+    bytes as Latin-1 text (one character per byte, so nothing is lost)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    implicit: bool
+    little: bool
+    elements: dict[str, tuple[str, str]]
+
+
 class InstanceReceived(Message):
-    """The receiver has fsynced an instance into the spool; the router files it."""
+    """The receiver has fsynced an instance into the spool; the router files it.
+
+    ``filing_header`` is absent when some filing element was too long or not a plain value
+    to hand on: the router then reads the file."""
 
     kind: ClassVar[str] = "instance.received"
     version: Literal[1] = 1
@@ -53,6 +94,7 @@ class InstanceReceived(Message):
     called_ae: str
     peer_address: str
     peer_port: int
+    filing_header: FilingHeader | None = None
 
 
 class InstanceFiled(Message):

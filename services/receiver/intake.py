@@ -22,12 +22,21 @@ from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
+from pydicom.datadict import tag_for_keyword
 
 from services.receiver.spool import Spool
 from shared.bus import PublishError
-from shared.dicom.encoding import MAX_INFLATED, DataSetFacts, EncodingError, check_file
+from shared.dicom.encoding import MAX_INFLATED, Captured, DataSetFacts, EncodingError, check_file
 from shared.log import get_logger
-from shared.messages import CONFORMANT_UID, UID_PATTERN, InstanceReceived, InstanceRefused, Message
+from shared.messages import (
+    CONFORMANT_UID,
+    FILING_KEYWORDS,
+    UID_PATTERN,
+    FilingHeader,
+    InstanceReceived,
+    InstanceRefused,
+    Message,
+)
 from shared.quarantine import quarantine
 
 log = get_logger(__name__)
@@ -37,6 +46,7 @@ OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 ERROR_COMMENT_LENGTH = 64  # (0000,0902) Error Comment is an LO
+FILING_TAGS = frozenset(int(tag_for_keyword(keyword) or 0) for keyword in FILING_KEYWORDS)
 
 # Publishes and waits for the bus's confirm; raises PublishError otherwise.
 Publish = Callable[[Message], Awaitable[None]]
@@ -136,7 +146,7 @@ class Intake:
             )
             return await self._quarantined(received, arrival, reason)
         try:
-            spooled, descriptor = await self._in_thread(
+            spooled, descriptor, message = await self._in_thread(
                 self._check_and_place, received, arrival, message
             )
         except EncodingError as error:
@@ -171,12 +181,17 @@ class Intake:
 
     def _check_and_place(
         self, received: Path, arrival: Arrival, message: InstanceReceived
-    ) -> tuple[Path, int]:
-        """In a worker thread: the structure check, then into the spool (not yet synced)."""
-        unfileable = unfileable_reason(decoded(received, arrival, self._max_inflated))
+    ) -> tuple[Path, int, InstanceReceived]:
+        """In a worker thread: the structure check, then into the spool (not yet synced);
+        the message, with the filing elements the check read on the way."""
+        facts = decoded(received, arrival, self._max_inflated)
+        unfileable = unfileable_reason(facts)
         if unfileable is not None:
             raise _Unfileable(unfileable)
-        return self._spool.place(received, message.spool_name, message.to_bytes())
+        if facts.captured is not None:
+            message = message.model_copy(update={"filing_header": filing_header(facts.captured)})
+        spooled, descriptor = self._spool.place(received, message.spool_name, message.to_bytes())
+        return spooled, descriptor, message
 
     async def _quarantined(self, received: Path, arrival: Arrival, reason: str) -> Outcome:
         """Undecodable input: kept in quarantine for the administrator, sender told why."""
@@ -231,7 +246,7 @@ def decoded(path: Path, arrival: Arrival, max_inflated: int = MAX_INFLATED) -> D
     """The data set's key UIDs; :class:`EncodingError` when it cannot be decoded as labelled
     (a deflated one that inflates beyond ``max_inflated`` bytes included)."""
     try:
-        facts = check_file(path, arrival.transfer_syntax_uid, max_inflated)
+        facts = check_file(path, arrival.transfer_syntax_uid, max_inflated, FILING_TAGS)
     except EncodingError as error:
         raise EncodingError(f"data set cannot be decoded: {error}") from None
     # pydicom signals a malformed file meta with many exception types (struct.error, EOFError,
@@ -256,6 +271,18 @@ _FILING_UIDS = (
     ("Series Instance UID", 0x0020000E, "series_instance_uid"),
     ("SOP Instance UID", 0x00080018, "sop_instance_uid"),
 )
+
+
+def filing_header(captured: Captured) -> FilingHeader:
+    """The captured elements as the message carries them."""
+    return FilingHeader(
+        implicit=captured.implicit,
+        little=captured.little,
+        elements={
+            f"{tag:08X}": ((vr or b"").decode("ascii"), value.decode("latin-1"))
+            for tag, (vr, value) in captured.elements.items()
+        },
+    )
 
 
 def unfileable_reason(facts: DataSetFacts) -> Outcome | None:

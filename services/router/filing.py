@@ -20,7 +20,7 @@ from services.router import batch_claims, claims
 from services.router.accounts import Account, Directory, list_accounts
 from services.router.destination import Home, choose_account, home_of, indexed_path
 from services.router.disk import kept_home, place, remove_empty
-from services.router.header import Header, Unroutable, read_header
+from services.router.header import Header, Unroutable, header_from_message, read_header
 from services.router.naming import inside, series_folder, study_folder
 from services.router.settings import RouterSettings
 from shared.bus import Bus, Delivery, PublishError, Retry
@@ -133,7 +133,12 @@ class Filing:
         for message in messages:
             spooled = self._paths.spool / message.spool_name
             try:
-                reads.append(read_header(spooled) if spooled.exists() else None)
+                if not spooled.exists():
+                    reads.append(None)
+                elif message.filing_header is not None:  # as the receiver read the bytes
+                    reads.append(header_from_message(message, message.filing_header))
+                else:
+                    reads.append(read_header(spooled))
             except Unroutable as error:
                 reads.append(None if not spooled.exists() else error)
         return reads

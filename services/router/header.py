@@ -7,39 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from services.router.naming import StudyFacts, positive_number
 from services.router.physicians import named, pn_values
 from shared.dicom import header as dicom_header
 from shared.dicom.json_model import header_json
 from shared.dicom.values import as_text
-from shared.messages import UID_PATTERN
+from shared.messages import FILING_KEYWORDS, UID_PATTERN, FilingHeader, InstanceReceived
 
 # Only these are parsed: the router's read is on the hot path of every instance, and reading
 # the whole header (then decoding every text value) costs two to three times as much.
-FILING_TAGS = [
-    "SpecificCharacterSet",
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "RequestingPhysician",
-    "ReferringPhysicianName",
-    "SeriesNumber",
-    "EchoNumbers",
-    "InstanceNumber",
-    "SeriesDescription",
-    "ProtocolName",
-    "Modality",
-    "PatientName",
-    "PatientID",
-    "StudyDate",
-    "StudyTime",
-    "StudyDescription",
-    "AccessionNumber",
-    "StudyID",
-]
+FILING_TAGS = list(FILING_KEYWORDS)
 
 
 class Unroutable(ValueError):
@@ -111,18 +92,43 @@ def read_header(path: Path) -> Header:
     # The file changed on disk since the receiver walked it (corruption, a hand's edit).
     except Exception as error:
         raise Unroutable(f"header cannot be read: {type(error).__name__}: {error}") from error
+    meta = dataset.file_meta
+    return _header(
+        facts,
+        str(meta.get("TransferSyntaxUID", "")),
+        str(meta.get("MediaStorageSOPInstanceUID", "")),
+    )
+
+
+def header_from_message(message: InstanceReceived, handed_on: FilingHeader) -> Header:
+    """The filing facts as the receiver read them from the bytes (``filing_header``), read
+    as :func:`read_header` reads them from the file."""
+    dataset = Dataset()
+    dataset.set_original_encoding(handed_on.implicit, handed_on.little)
+    for key, (vr, text) in handed_on.elements.items():
+        value = text.encode("latin-1")
+        tag = BaseTag(int(key, 16))
+        dataset._dict[tag] = RawDataElement(
+            tag, vr or None, len(value), value, 0, handed_on.implicit, handed_on.little
+        )
+    try:
+        facts = _Facts(dataset)
+    except Exception as error:
+        raise Unroutable(f"header cannot be read: {type(error).__name__}: {error}") from error
+    return _header(facts, message.transfer_syntax_uid, message.sop_instance_uid)
+
+
+def _header(facts: _Facts, transfer_syntax_uid: str, meta_sop_uid: str) -> Header:
     study_uid = facts.text("StudyInstanceUID")
     series_uid = facts.text("SeriesInstanceUID")
-    sop_uid = facts.text("SOPInstanceUID") or str(
-        dataset.file_meta.get("MediaStorageSOPInstanceUID", "")
-    )
+    sop_uid = facts.text("SOPInstanceUID") or meta_sop_uid
     for name, value in (("Study", study_uid), ("Series", series_uid), ("SOP", sop_uid)):
         if not UID_PATTERN.match(value):
             raise Unroutable(f"{name} Instance UID is missing or not a UID")
     return Header(
         sop_instance_uid=sop_uid,
         sop_class_uid=facts.text("SOPClassUID"),
-        transfer_syntax_uid=str(dataset.file_meta.get("TransferSyntaxUID", "")),
+        transfer_syntax_uid=transfer_syntax_uid,
         study_uid=study_uid,
         series_uid=series_uid,
         requesting=named(pn_values(facts.values("RequestingPhysician"))),

@@ -8,8 +8,10 @@ must be closed by its delimiter, and nesting is bounded. Pixel Data must be enca
 (undefined length, in fragments) exactly when the transfer syntax is an encapsulated one:
 native pixels labelled JPEG, or fragments labelled Explicit VR Little Endian, cannot be
 decoded as labelled. The walk also picks up the SOP Instance, Study Instance and Series
-Instance UIDs, which filing needs. Deflated data sets are walked as they inflate, in a bounded
-window (:mod:`shared.dicom.inflate`), up to a limit on their inflated size.
+Instance UIDs, which filing needs, and the raw values of the top-level elements the caller
+asks for (``capture``), so that filing need not read the file again. Deflated data sets are
+walked as they inflate, in a bounded window (:mod:`shared.dicom.inflate`), up to a limit on
+their inflated size.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS
 SHORT_VRS |= {b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 MAX_INFLATED = 4 * 2**30
 MAX_UID_BYTES = 256  # a UID is at most 64 characters; a longer value is only noted, not read
+MAX_CAPTURED = 1024  # bytes of a captured value; a longer one leaves the capture incomplete
 
 
 class EncodingError(ValueError):
@@ -50,16 +53,30 @@ class EncodingError(ValueError):
 
 
 @dataclass(frozen=True)
+class Captured:
+    """Top-level elements as encoded: tag to (VR, or None when implicit; the value's bytes)."""
+
+    implicit: bool
+    little: bool
+    elements: dict[int, tuple[bytes | None, bytes]]
+
+
+@dataclass(frozen=True)
 class DataSetFacts:
-    """The UIDs a data set names at its top level ('' when absent), as raw text."""
+    """The UIDs a data set names at its top level ('' when absent), as raw text; and the
+    elements asked for, or None when one of them was too long or a sequence."""
 
     sop_instance_uid: str
     study_instance_uid: str
     series_instance_uid: str
+    captured: Captured | None = None
 
 
 def check_file(
-    path: Path, transfer_syntax: str | None = None, max_inflated: int = MAX_INFLATED
+    path: Path,
+    transfer_syntax: str | None = None,
+    max_inflated: int = MAX_INFLATED,
+    capture: frozenset[int] = frozenset(),
 ) -> DataSetFacts:
     """Walk the data set of a Part 10 file; return its key UIDs or raise.
 
@@ -74,14 +91,14 @@ def check_file(
     with path.open("rb") as handle:
         start = data_set_offset(handle)
         if syntax in DEFLATED:
-            return _check_deflated(handle, max_inflated)
+            return _check_deflated(handle, max_inflated, capture)
         end = handle.seek(0, io.SEEK_END)
         handle.seek(start)
-        walker = _Walker(handle, syntax.is_little_endian, syntax.is_implicit_VR, encapsulated)
-        return walker.data_set(end)
+        little, implicit = syntax.is_little_endian, syntax.is_implicit_VR
+        return _Walker(handle, little, implicit, encapsulated, capture).data_set(end)
 
 
-def _check_deflated(handle: BinaryIO, limit: int) -> DataSetFacts:
+def _check_deflated(handle: BinaryIO, limit: int, capture: frozenset[int]) -> DataSetFacts:
     # Two passes over the stream, neither holding it: its length first (each element's
     # length is judged against the end), then the walk.
     start = handle.tell()
@@ -89,7 +106,8 @@ def _check_deflated(handle: BinaryIO, limit: int) -> DataSetFacts:
         length = inflated_length(handle, limit)
         handle.seek(start)
         stream = InflatedStream(handle, limit)
-        return _Walker(io.BufferedReader(stream), True, False, encapsulated=False).data_set(length)
+        walker = _Walker(io.BufferedReader(stream), True, False, False, capture)
+        return walker.data_set(length)
     except InflateLimitError as error:
         raise EncodingError(str(error)) from None
     except zlib.error as error:
@@ -98,13 +116,20 @@ def _check_deflated(handle: BinaryIO, limit: int) -> DataSetFacts:
 
 class _Walker:
     def __init__(
-        self, handle: BinaryIO, little: bool, implicit: bool, encapsulated: bool | None
+        self,
+        handle: BinaryIO,
+        little: bool,
+        implicit: bool,
+        encapsulated: bool | None,
+        capture: frozenset[int],
     ) -> None:
         self._handle = handle
         self._order = "<" if little else ">"
         self._implicit = implicit
         self._encapsulated = encapsulated
         self._uids: dict[tuple[int, int], str] = {}
+        self._capture = capture
+        self._captured: dict[int, tuple[bytes | None, bytes]] | None = {}
 
     def data_set(self, end: int) -> DataSetFacts:
         start = self._handle.tell()
@@ -117,7 +142,12 @@ class _Walker:
         self._elements(end, depth=0, until_item_end=False)
         if not self._uids.get(SOP_INSTANCE_UID):
             raise EncodingError("the data set has no SOP Instance UID (0008,0018)")
-        return DataSetFacts(*(self._uids.get(tag, "") for tag in KEY_UIDS))
+        captured = None
+        if self._captured is not None:
+            little = self._order == "<"
+            captured = Captured(self._implicit, little, self._captured)
+        sop, study, series = (self._uids.get(tag, "") for tag in KEY_UIDS)
+        return DataSetFacts(sop, study, series, captured)
 
     def _read(self, size: int, what: str) -> bytes:
         chunk = self._handle.read(size)
@@ -139,6 +169,9 @@ class _Walker:
                 return
             vr, length = self._header(tag)
             name = f"element ({tag[0]:04X},{tag[1]:04X})"
+            wanted = depth == 0 and (tag[0] << 16 | tag[1]) in self._capture
+            if wanted and (vr == b"SQ" or length == UNDEFINED or length > MAX_CAPTURED):
+                self._captured = None  # not a plain value to hand on: filing reads the file
             if tag == PIXEL_DATA and depth == 0:
                 self._check_pixel_data(length)
             if length == UNDEFINED:
@@ -156,6 +189,11 @@ class _Walker:
                 )
             if vr == b"SQ":
                 self._items(value_start + length, depth + 1, name, defined=True)
+            elif wanted and self._captured is not None:
+                value = self._read(length, name)
+                self._captured[tag[0] << 16 | tag[1]] = (vr, value)
+                if tag in KEY_UIDS:
+                    self._uids[tag] = value.rstrip(b"\0 ").lstrip(b" ").decode("ascii", "replace")
             elif tag in KEY_UIDS and depth == 0 and length <= MAX_UID_BYTES:
                 value = self._read(length, name).rstrip(b"\0 ").lstrip(b" ")
                 self._uids[tag] = value.decode("ascii", "replace")
