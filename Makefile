@@ -36,8 +36,12 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
+# Rates against Orthanc and storescp (received, and end to end), then the consumers' CPU per
+# instance and two routers against one; the rates saved in bench/results/ (JSON, PNG).
 bench: install-dev
-	$(BIN)/python bench/receive_rate.py $(ARGS)
+	@mkdir -p bench/results
+	$(BIN)/python bench/receive_rate.py --save bench/results/rates.json --chart bench/results/rates.png $(ARGS)
+	$(BIN)/python bench/consumer_cpu.py --count 1000 --scale
 
 # Re-resolve the locked versions after changing dependencies in pyproject.toml.
 lock: install-dev
