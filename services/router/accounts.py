@@ -7,6 +7,7 @@ they are where the filing chain ends when no account answers, so those names are
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -185,3 +186,19 @@ class Directory:
             if key in self._by_key:
                 return self._by_key[key]
         return None
+
+
+class AccountsCache:
+    """The accounts, re-read from the database at most every ``ttl`` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._loaded_at = float("-inf")
+        self._accounts: list[Account] = []
+
+    async def get(self, connection: AsyncConnection) -> tuple[Directory, dict[str, Account]]:
+        now = asyncio.get_running_loop().time()
+        if now - self._loaded_at > self._ttl:
+            self._accounts = await list_accounts(connection)
+            self._loaded_at = now
+        return Directory(self._accounts), {a.name: a for a in self._accounts}

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.router import batch_claims, claims
-from services.router.accounts import Account, Directory, list_accounts
+from services.router.accounts import Account, AccountsCache, Directory
 from services.router.destination import Home, choose_account, home_of, indexed_path
 from services.router.disk import kept_home, place, remove_empty
 from services.router.header import Header, Unroutable, header_from_message, read_header
@@ -32,22 +32,6 @@ from shared.settings import DataPaths
 
 log = get_logger("services.router")
 SERVICE = "router"
-
-
-class AccountsCache:
-    """The accounts, re-read from the database at most every ``ttl`` seconds."""
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._loaded_at = float("-inf")
-        self._accounts: list[Account] = []
-
-    async def get(self, connection: AsyncConnection) -> tuple[Directory, dict[str, Account]]:
-        now = asyncio.get_running_loop().time()
-        if now - self._loaded_at > self._ttl:
-            self._accounts = await list_accounts(connection)
-            self._loaded_at = now
-        return Directory(self._accounts), {a.name: a for a in self._accounts}
 
 
 @dataclass(frozen=True)
