@@ -9,7 +9,7 @@ from __future__ import annotations
 from io import BytesIO
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from pynetdicom.dimse_messages import C_STORE_RQ
@@ -104,4 +104,3 @@ def test_command_sets_are_read_as_pynetdicom_wrote_them() -> None:
     assert command.field == 0x0001 and command.message_id == 42 and command.has_data_set
     assert command.uid("AffectedSOPClassUID") == CT
     assert command.uid("AffectedSOPInstanceUID") == UIDS[0]
-    assert isinstance(command.command_set, Dataset)
