@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 
 from shared.dicom.header import HeaderReadError, read_header
-from shared.dicom.json_model import header_json
+from shared.dicom.json_model import element_values, header_json
 from shared.dicom.values import as_text, storable
 from shared.folding import fold
 from shared.messages import InstanceFiled
@@ -41,6 +41,43 @@ STUDY_ATTRIBUTES = (
     "referring_physician",
     "institution",
     "station",
+)
+
+
+# Every keyword a column is read from.
+INDEXED_KEYWORDS = (
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "AccessionNumber",
+    "RequestingPhysician",
+    "ReferringPhysicianName",
+    "InstitutionName",
+    "StationName",
+    "SeriesNumber",
+    "SeriesDescription",
+    "Modality",
+    "ProtocolName",
+    "BodyPartExamined",
+    "RepetitionTime",
+    "EchoTime",
+    "InversionTime",
+    "FlipAngle",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "PixelSpacing",
+    "Rows",
+    "Columns",
+    "MagneticFieldStrength",
+    "SequenceName",
+    "PulseSequenceName",
+    "InstanceNumber",
+    "EchoNumbers",
 )
 
 
@@ -66,13 +103,23 @@ def read_instance(path: Path, message: InstanceFiled) -> IndexedInstance:
         dataset = read_header(path)
     except HeaderReadError as error:
         raise HeaderError(f"{message.path}: not a readable DICOM file: {error}") from error
-    patient_id = _text(dataset, "PatientID") or ""
-    issuer = _text(dataset, "IssuerOfPatientID") or ""
+    return describe(dataset, message, size, content_hash)
+
+
+def describe(
+    dataset: Dataset, message: InstanceFiled, size: int, content_hash: str
+) -> IndexedInstance:
+    """The index's rows for a header as read: its DICOM JSON made once, the columns' values
+    taken from it."""
+    header = header_json(dataset, BULK_DATA_MIN_LENGTH)
+    values = _Values(header)
+    patient_id = values.text("PatientID") or ""
+    issuer = values.text("IssuerOfPatientID") or ""
     if not patient_id:
         # A study without a Patient ID gets a patient of its own (docs/decisions.md, Indexer)
         # instead of sharing one anonymous patient with every other such study.
         issuer = "~study " + hashlib.sha1(message.study_instance_uid.encode()).hexdigest()
-    name = _text(dataset, "PatientName")
+    name = values.text("PatientName")
     return IndexedInstance(
         message=message,
         patient={
@@ -80,54 +127,54 @@ def read_instance(path: Path, message: InstanceFiled) -> IndexedInstance:
             "patient_id": patient_id,
             "issuer": issuer,
             "name": name,
-            "birth_date": _date(dataset, "PatientBirthDate"),
-            "sex": _text(dataset, "PatientSex"),
+            "birth_date": values.date("PatientBirthDate"),
+            "sex": values.text("PatientSex"),
             "search_text": fold(f"{name or ''} {patient_id}"),
         },
         study={
             "study_instance_uid": message.study_instance_uid,
-            "study_date": _date(dataset, "StudyDate"),
-            "study_time": _text(dataset, "StudyTime"),
-            "description": _text(dataset, "StudyDescription"),
-            "accession_number": _text(dataset, "AccessionNumber"),
-            "requesting_physician": _text(dataset, "RequestingPhysician"),
-            "referring_physician": _text(dataset, "ReferringPhysicianName"),
-            "institution": _text(dataset, "InstitutionName"),
-            "station": _text(dataset, "StationName"),
+            "study_date": values.date("StudyDate"),
+            "study_time": values.text("StudyTime"),
+            "description": values.text("StudyDescription"),
+            "accession_number": values.text("AccessionNumber"),
+            "requesting_physician": values.text("RequestingPhysician"),
+            "referring_physician": values.text("ReferringPhysicianName"),
+            "institution": values.text("InstitutionName"),
+            "station": values.text("StationName"),
             "account": message.account,
             "study_folder": study_folder(message.path),
         },
         series={
             "series_instance_uid": message.series_instance_uid,
-            "number": _integer(dataset, "SeriesNumber"),
-            "description": _text(dataset, "SeriesDescription"),
-            "modality": _text(dataset, "Modality"),
-            "protocol": _text(dataset, "ProtocolName"),
-            "body_part": _text(dataset, "BodyPartExamined"),
-            "repetition_time": _number(dataset, "RepetitionTime"),
-            "echo_time": _number(dataset, "EchoTime"),
-            "inversion_time": _number(dataset, "InversionTime"),
-            "flip_angle": _number(dataset, "FlipAngle"),
-            "slice_thickness": _number(dataset, "SliceThickness"),
-            "spacing_between_slices": _number(dataset, "SpacingBetweenSlices"),
-            "pixel_spacing": _text(dataset, "PixelSpacing"),
-            "rows": _integer(dataset, "Rows"),
-            "columns": _integer(dataset, "Columns"),
-            "field_strength": _number(dataset, "MagneticFieldStrength"),
-            "sequence_name": _text(dataset, "SequenceName") or _text(dataset, "PulseSequenceName"),
+            "number": values.integer("SeriesNumber"),
+            "description": values.text("SeriesDescription"),
+            "modality": values.text("Modality"),
+            "protocol": values.text("ProtocolName"),
+            "body_part": values.text("BodyPartExamined"),
+            "repetition_time": values.number("RepetitionTime"),
+            "echo_time": values.number("EchoTime"),
+            "inversion_time": values.number("InversionTime"),
+            "flip_angle": values.number("FlipAngle"),
+            "slice_thickness": values.number("SliceThickness"),
+            "spacing_between_slices": values.number("SpacingBetweenSlices"),
+            "pixel_spacing": values.text("PixelSpacing"),
+            "rows": values.integer("Rows"),
+            "columns": values.integer("Columns"),
+            "field_strength": values.number("MagneticFieldStrength"),
+            "sequence_name": values.text("SequenceName") or values.text("PulseSequenceName"),
         },
         instance={
             "sop_instance_uid": message.sop_instance_uid,
             "sop_class_uid": message.sop_class_uid,
-            "instance_number": _integer(dataset, "InstanceNumber"),
-            "echo_number": _integer(dataset, "EchoNumbers"),
+            "instance_number": values.integer("InstanceNumber"),
+            "echo_number": values.integer("EchoNumbers"),
             "transfer_syntax_uid": message.transfer_syntax_uid,
             "path": message.path,
             "size": size,
             "content_hash": content_hash,
             "received_at": message.received_at,
             "calling_ae": message.calling_ae or None,
-            "header": dicom_json(dataset),
+            "header": _stored(header),
         },
     )
 
@@ -159,9 +206,9 @@ def study_folder(path: str) -> str:
     return "/".join(parts[:-2]) or "/".join(parts[:-1])
 
 
-def dicom_json(dataset: Dataset) -> dict[str, Any]:
-    """The data set in the DICOM JSON model, without bulk data, storable as JSONB."""
-    cleaned = _clean(header_json(dataset, BULK_DATA_MIN_LENGTH))
+def _stored(header: dict[str, Any]) -> dict[str, Any]:
+    """The header without bulk data, storable as JSONB."""
+    cleaned = _clean(header)
     assert isinstance(cleaned, dict)
     return cleaned
 
@@ -192,46 +239,62 @@ def _bulky(element: dict[str, Any]) -> bool:
     return sum(len(str(value)) for value in values) > MAX_HEADER_VALUE
 
 
-def _find(dataset: Dataset, keyword: str) -> Any:
-    """A value at the top level, else in the first functional group item (enhanced images)."""
-    try:
-        if keyword in dataset:
-            return dataset.get(keyword)
-        for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-            for macro in (dataset.get(groups) or [None])[0] or []:
-                if macro.VR == "SQ" and macro.value and keyword in macro.value[0]:
-                    return macro.value[0].get(keyword)
-    except _BAD_VALUE:
+_KEYS = {keyword: f"{tag_for_keyword(keyword):08X}" for keyword in INDEXED_KEYWORDS}
+_FUNCTIONAL_GROUPS = ("52009229", "52009230")  # Shared, then Per-frame Functional Groups
+
+
+class _Values:
+    """The columns' values, read from the header's DICOM JSON: at the top level, else in the
+    first item of a functional group macro (enhanced images). A value the JSON left out (it
+    could not be read as its VR says) counts as absent."""
+
+    def __init__(self, header: dict[str, Any]) -> None:
+        self._header = header
+
+    def _values(self, keyword: str) -> list[Any] | None:
+        key = _KEYS[keyword]
+        element = self._header.get(key)
+        if element is None:
+            element = self._in_functional_groups(key)
+            if element is None:
+                return None
+        return element_values(element)
+
+    def _in_functional_groups(self, key: str) -> dict[str, Any] | None:
+        for groups in _FUNCTIONAL_GROUPS:
+            items = self._header.get(groups, {}).get("Value") or [{}]
+            for macro in items[0].values():
+                inner = macro.get("Value") if macro.get("vr") == "SQ" else None
+                if inner and isinstance(inner[0], dict) and key in inner[0]:
+                    found: dict[str, Any] = inner[0][key]
+                    return found
         return None
-    return None
 
+    def text(self, keyword: str) -> str | None:
+        values = self._values(keyword)
+        return as_text(values) or None if values is not None else None
 
-def _text(dataset: Dataset, keyword: str) -> str | None:
-    return as_text(_find(dataset, keyword)) or None
+    def date(self, keyword: str) -> str | None:
+        """A DA value; ``2026-11-25`` and ``2026.11.25`` (the old ACR-NEMA form) read as the
+        date."""
+        text = self.text(keyword)
+        if text is not None:
+            digits = text.replace(".", "").replace("-", "")
+            if len(digits) == 8 and digits.isdigit():
+                return digits
+        return text
 
+    def number(self, keyword: str) -> float | None:
+        values = self._values(keyword)
+        if not values or values[0] in (None, ""):
+            return None
+        try:
+            number = float(values[0])
+        except _BAD_VALUE:
+            return None
+        return number if math.isfinite(number) else None
 
-def _date(dataset: Dataset, keyword: str) -> str | None:
-    """A DA value; ``2026-11-25`` and ``2026.11.25`` (the old ACR-NEMA form) read as the date."""
-    text = _text(dataset, keyword)
-    if text is not None:
-        digits = text.replace(".", "").replace("-", "")
-        if len(digits) == 8 and digits.isdigit():
-            return digits
-    return text
-
-
-def _number(dataset: Dataset, keyword: str) -> float | None:
-    value = _find(dataset, keyword)
-    if isinstance(value, MultiValue | list):
-        value = value[0] if value else None
-    try:
-        number = float(value) if value not in (None, "") else None
-    except _BAD_VALUE:
-        return None
-    return number if number is not None and math.isfinite(number) else None
-
-
-def _integer(dataset: Dataset, keyword: str) -> int | None:
-    number = _number(dataset, keyword)
-    # An integer column: a value beyond 32 bits is not a real instance or series number.
-    return int(number) if number is not None and abs(number) < 2**31 else None
+    def integer(self, keyword: str) -> int | None:
+        number = self.number(keyword)
+        # An integer column: a value beyond 32 bits is not a real instance or series number.
+        return int(number) if number is not None and abs(number) < 2**31 else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from pydicom.tag import BaseTag
 from services.router.naming import StudyFacts, positive_number
 from services.router.physicians import named, pn_values
 from shared.dicom import header as dicom_header
-from shared.dicom.json_model import header_json
+from shared.dicom.json_model import element_values, header_json
 from shared.dicom.values import as_text
 from shared.messages import FILING_KEYWORDS, UID_PATTERN, FilingHeader, InstanceReceived
 
@@ -48,7 +47,6 @@ class Header:
 # Text written with a binary VR (OB, UN) up to this size is read as Latin-1 text.
 INLINE_TEXT = 1024
 _KEYS = {keyword: f"{tag_for_keyword(keyword):08X}" for keyword in FILING_TAGS}
-_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 
 class _Facts:
@@ -60,21 +58,10 @@ class _Facts:
         self._json = header_json(dataset, INLINE_TEXT)
 
     def values(self, keyword: str) -> list[object]:
-        element = self._json.get(_KEYS[keyword], {})
-        if "InlineBinary" in element:  # a text element written with a binary VR
-            return [base64.b64decode(element["InlineBinary"]).decode("latin-1")]
-        return [
-            _pn_text(value) if isinstance(value, dict) else value
-            for value in element.get("Value", [])
-        ]
+        return element_values(self._json.get(_KEYS[keyword], {}))
 
     def text(self, keyword: str) -> str:
         return as_text(self.values(keyword), first_only=True)
-
-
-def _pn_text(groups: dict[str, str]) -> str:
-    """A PN value as DICOM writes it: ``alphabetic=ideographic=phonetic``."""
-    return "=".join(groups.get(group, "") for group in _PN_GROUPS).rstrip("=")
 
 
 def read_header(path: Path) -> Header:

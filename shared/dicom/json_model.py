@@ -33,6 +33,7 @@ ENCODED = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 TEXT_DELIMITERS = {0x0D, 0x0A, 0x09, 0x0C}  # what resets ISO 2022 in LT, ST, UT
 PN_DELIMITERS = {0x5E, 0x3D, 0x5C}
 DEFAULT_DELIMITERS = {0x5C}
+PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
 
 class _Invalid(ValueError):
@@ -56,6 +57,22 @@ def header_json(dataset: Dataset, bulk_threshold: int) -> JSON:
         except (ValueError, TypeError, KeyError, LookupError, struct.error, OverflowError):
             continue  # as pydicom's suppress_invalid_tags
     return found
+
+
+def element_values(element: JSON) -> list[Any]:
+    """An element's values as text and numbers: a PN as DICOM writes it
+    (``alphabetic=ideographic=phonetic``), a text written with a binary VR (OB, UN, inlined)
+    read as Latin-1, a sequence as no values."""
+    if "InlineBinary" in element:
+        return [base64.b64decode(element["InlineBinary"]).decode("latin-1")]
+    if element.get("vr") == "SQ":
+        return []
+    return [
+        "=".join(value.get(group, "") for group in PN_GROUPS).rstrip("=")
+        if isinstance(value, dict)
+        else value
+        for value in element.get("Value", [])
+    ]
 
 
 def _plain(element: RawDataElement) -> bool:
@@ -154,7 +171,7 @@ def _person_name(text: str) -> dict[str, str] | None:
     if not text:
         return None
     groups = text.split("=")
-    names = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False))
+    names = dict(zip(PN_GROUPS, groups, strict=False))
     return {kind: name for kind, name in names.items() if name} or None
 
 

@@ -1,0 +1,132 @@
+"""The index's column values, read from the header's DICOM JSON, are the values pydicom reads
+from the same header (``Dataset.get``, at the top level or in the first functional group
+item), over every file in pydicom's test data and character set files."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from services.indexer.header import INDEXED_KEYWORDS, describe
+from shared.dicom.header import HeaderReadError, read_header
+from shared.dicom.values import as_text
+from shared.messages import InstanceFiled
+from tests.indexer.test_header_json import corpus
+
+MESSAGE = InstanceFiled(
+    sop_instance_uid="1.2.3.4",
+    sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
+    study_instance_uid="1.2.3",
+    series_instance_uid="1.2.3.1",
+    transfer_syntax_uid="1.2.840.10008.1.2.1",
+    account="Guest",
+    path="Guest/Study/Dicom/001_T1/001-001-000001.dcm",
+    received_at=datetime(2026, 11, 26, tzinfo=UTC),
+    calling_ae="MR1",
+    size=0,
+)
+BAD = (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError)
+
+
+def found(dataset: Dataset, keyword: str) -> Any:
+    """pydicom's value: at the top level, else in the first functional group macro."""
+    try:
+        if keyword in dataset:
+            return dataset.get(keyword)
+        for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            for macro in (dataset.get(groups) or [None])[0] or []:
+                if macro.VR == "SQ" and macro.value and keyword in macro.value[0]:
+                    return macro.value[0].get(keyword)
+    except BAD:
+        return None
+    return None
+
+
+def number(dataset: Dataset, keyword: str) -> float | None:
+    value = found(dataset, keyword)
+    if isinstance(value, MultiValue | list):
+        value = value[0] if value else None
+    try:
+        result = float(value) if value not in (None, "") else None
+    except BAD:
+        return None
+    return result if result is not None and math.isfinite(result) else None
+
+
+def by_pydicom(path: Path) -> dict[str, Any]:
+    dataset = read_header(path)
+    values: dict[str, Any] = {}
+    for keyword in INDEXED_KEYWORDS:
+        values[keyword] = (as_text(found(dataset, keyword)) or None, number(dataset, keyword))
+    return values
+
+
+def spacing(text: str | None) -> list[float] | None:
+    """Pixel Spacing as numbers: the index keeps each DS as its number reads (``0.390625``,
+    where the file may say ``3.906250e-01``); one that is not a number is not kept."""
+    try:
+        return [float(part) for part in text.split("\\")] if text else None
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("source", corpus(), ids=lambda p: p.name)
+def test_columns_are_pydicoms_values(source: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            theirs = by_pydicom(source)
+        except HeaderReadError:
+            pytest.skip("not a readable DICOM file")
+        ours = describe(read_header(source), MESSAGE, 0, "")
+    columns = {**ours.patient, **ours.study, **ours.series, **ours.instance}
+    columns["description"] = ours.series["description"]
+    texts = {
+        "PatientID": "patient_id",
+        "PatientName": "name",
+        "PatientSex": "sex",
+        "StudyTime": "study_time",
+        "StudyDescription": "description",
+        "AccessionNumber": "accession_number",
+        "RequestingPhysician": "requesting_physician",
+        "ReferringPhysicianName": "referring_physician",
+        "InstitutionName": "institution",
+        "StationName": "station",
+        "SeriesDescription": "description",
+        "Modality": "modality",
+        "ProtocolName": "protocol",
+        "BodyPartExamined": "body_part",
+    }
+    for keyword, column in texts.items():
+        table = ours.study if keyword == "StudyDescription" else columns
+        expected = theirs[keyword][0] or (None if keyword != "PatientID" else "")
+        assert table[column] == expected, keyword
+    assert spacing(columns["pixel_spacing"]) == spacing(theirs["PixelSpacing"][0])
+    numbers = {
+        "RepetitionTime": "repetition_time",
+        "EchoTime": "echo_time",
+        "InversionTime": "inversion_time",
+        "FlipAngle": "flip_angle",
+        "SliceThickness": "slice_thickness",
+        "SpacingBetweenSlices": "spacing_between_slices",
+        "MagneticFieldStrength": "field_strength",
+    }
+    for keyword, column in numbers.items():
+        assert columns[column] == theirs[keyword][1], keyword
+    for keyword, column in {
+        "SeriesNumber": "number",  # the series' number; the study has none
+        "Rows": "rows",
+        "Columns": "columns",
+        "InstanceNumber": "instance_number",
+        "EchoNumbers": "echo_number",
+    }.items():
+        value = theirs[keyword][1]
+        expected = int(value) if value is not None and abs(value) < 2**31 else None
+        assert columns[column] == expected, keyword
