@@ -38,7 +38,7 @@ class RouterSettings(Section):
         default=32, ge=1, le=500, description="deliveries filed together, in one transaction"
     )
     max_wait_ms: int = Field(
-        default=20, ge=0, le=10_000, description="how long a batch waits to fill once begun"
+        default=200, ge=0, le=10_000, description="how long a batch waits to fill once begun"
     )
     prefetch: int = Field(default=64, ge=1, le=1000)
     account_cache_seconds: float = Field(default=10.0, ge=0)
