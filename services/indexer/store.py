@@ -127,16 +127,7 @@ async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance])
         ],
     )
 
-    statement = upsert(instances).values(
-        [
-            {
-                **fit(instances, newest[uid].instance),
-                "received_at": newest[uid].message.received_at,
-                "series_fk": series_ids[newest[uid].message.series_instance_uid],
-            }
-            for uid in uids
-        ]
-    )
+    statement = upsert(instances)
     changed_rows = await connection.execute(
         statement.on_conflict_do_update(
             index_elements=["sop_instance_uid"],
@@ -150,7 +141,15 @@ async def index_batch(connection: AsyncConnection, batch: list[IndexedInstance])
                     )
                 ),
             ),
-        ).returning(instances.c.sop_instance_uid, instances.c.series_fk)
+        ).returning(instances.c.sop_instance_uid, instances.c.series_fk),
+        [
+            {
+                **fit(instances, newest[uid].instance),
+                "received_at": newest[uid].message.received_at,
+                "series_fk": series_ids[newest[uid].message.series_instance_uid],
+            }
+            for uid in uids
+        ],
     )
     changed = {row.sop_instance_uid: row.series_fk for row in changed_rows}
     if changed:
@@ -184,16 +183,9 @@ async def _fill(
     for item in ordered:
         first.setdefault(values(item)[key], item)
     keys = sorted(first)  # the lock order
-    statement = upsert(table).values(
-        [
-            {
-                **fit(table, values(first[name])),
-                "attributes_from": first[name].message.received_at,
-            }
-            for name in keys
-        ]
-    )
+    statement = upsert(table)
     excluded = statement.excluded
+    # One statement, many parameter sets: compiled once and cached, whatever the batch size.
     await connection.execute(
         statement.on_conflict_do_update(
             index_elements=[key],
@@ -204,7 +196,11 @@ async def _fill(
             where=sa.or_(
                 *(sa.and_(table.c[name].is_(None), excluded[name].is_not(None)) for name in fill)
             ),
-        )
+        ),
+        [
+            {**fit(table, values(first[name])), "attributes_from": first[name].message.received_at}
+            for name in keys
+        ],
     )
     rows = await connection.execute(
         sa.select(table.c[key], table.c.id).where(table.c[key].in_(keys))

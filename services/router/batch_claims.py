@@ -120,10 +120,8 @@ async def _insert(connection: AsyncConnection, rows: list[dict[str, object]]) ->
         return set()
     rows.sort(key=lambda row: (row["series_instance_uid"], row["path"]))
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    # One statement, many parameter sets: compiled once and cached, whatever the batch size.
     statement = (
-        dialect.insert(placements)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(placements.c.sop_instance_uid)
+        dialect.insert(placements).on_conflict_do_nothing().returning(placements.c.sop_instance_uid)
     )
-    return set(await connection.scalars(statement))
+    return set(await connection.scalars(statement, rows))
