@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pydicom
 from pydicom.uid import generate_uid
 
 from services.app import EMBEDDED
 from tests.router.conftest import make_instance, wait_for_filed
+from tests.scansheet.conftest import wait_for_sheet
 from tests.support import dcmtk
 from tests.support.process import ServerProcess, wait_until
 from tests.support.server import ServerUnderTest, server_settings
@@ -54,14 +56,27 @@ def test_library_remarks_on_odd_values_are_not_warnings(tmp_path: Path) -> None:
 
 
 def test_at_debug_level_each_library_remark_names_its_instance(tmp_path: Path) -> None:
-    settings = server_settings(tmp_path / "data", free_tcp_port(), log={"level": "debug"})
+    """Filing and indexing read values from the bytes and say nothing of odd ones; the scan
+    sheet reads them through pydicom, whose remarks name the study they concern."""
+    settings = server_settings(
+        tmp_path / "data",
+        free_tcp_port(),
+        log={"level": "debug"},
+        scansheet={"stable_age": 0.5, "poll_interval": 0.2},
+    )
     path = odd_instance(tmp_path)
     with ServerUnderTest(settings, roles=EMBEDDED) as server:
         sop_instance_uid = send_odd_instance(server, path)
+        study_uid = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+        wait_for_sheet(server)
     remarks = [line for line in lines(server) if line["logger"].startswith("pydicom")]
     assert remarks, "pydicom said nothing of the odd values"
     assert all(line["level"] == "debug" for line in remarks)
-    assert all(line.get("sop_instance_uid") == sop_instance_uid for line in remarks), remarks
+    assert all(
+        line.get("sop_instance_uid") == sop_instance_uid
+        or line.get("study_instance_uid") == study_uid
+        for line in remarks
+    ), remarks
 
 
 def test_a_port_probe_and_a_stranger_speaking_http_are_not_warnings(tmp_path: Path) -> None:
