@@ -25,7 +25,7 @@ from services.receiver.settings import ReceiverSettings
 from services.receiver.spool import Spool
 from services.receiver.storage import Storage
 from services.receiver.verification import Verification
-from shared.bus import Bus, PublishError
+from shared.bus import Publisher, PublishError
 from shared.log import get_logger
 from shared.messages import InstanceReceived, Message, MessageError, decode
 from shared.quarantine import quarantine
@@ -37,7 +37,7 @@ log = get_logger(__name__)
 class Receiver:
     """One DICOM listener feeding the bus."""
 
-    def __init__(self, settings: ReceiverSettings, paths: DataPaths, bus: Bus) -> None:
+    def __init__(self, settings: ReceiverSettings, paths: DataPaths, bus: Publisher) -> None:
         self._settings = settings
         self._bus = bus
         self._paths = paths

@@ -139,16 +139,12 @@ class Subscription(Protocol):
         ...
 
 
-class Bus(Protocol):
-    """Publish messages and consume them per role, with the delivery guarantees above."""
+class Publisher(Protocol):
+    """What a process that only publishes (the receiver) needs of a bus."""
 
     @property
     def durable(self) -> bool:
         """True when published messages survive a restart of this process."""
-        ...
-
-    async def start(self) -> None:
-        """Connect (waiting a bounded time for the broker) and declare the whole topology."""
         ...
 
     def problem(self) -> str | None:
@@ -157,6 +153,14 @@ class Bus(Protocol):
 
     async def publish(self, message: Message) -> None:
         """Publish and wait for the confirm; raise :class:`PublishError` otherwise."""
+        ...
+
+
+class Bus(Publisher, Protocol):
+    """Publish messages and consume them per role, with the delivery guarantees above."""
+
+    async def start(self) -> None:
+        """Connect (waiting a bounded time for the broker) and declare the whole topology."""
         ...
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:

@@ -246,6 +246,8 @@ class MemoryBus:
         """Wait until the role's queue, its retries and the subscription's deliveries in hand
         are done, for at most ``within`` seconds; return how many messages still wait."""
         role = subscription.role
+        if self._closed:  # a closed bus delivers nothing more: nothing to wait for
+            return self._queues[role].qsize()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while waiting := self._queues[role].qsize() + len(self._retries[role]):
@@ -274,6 +276,8 @@ class MemoryBus:
         return [envelope.body for envelope in list(queue._queue)]  # type: ignore[attr-defined]
 
     async def close(self) -> None:
+        if self._closed:
+            return
         for subscription in list(self._subscriptions):
             await subscription.stop()
         for retries in self._retries.values():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,10 @@ from pydicom.multival import MultiValue
 from services.indexer.header import INDEXED_KEYWORDS, describe
 from shared.dicom.header import HeaderReadError, read_header
 from shared.dicom.values import as_text
-from shared.messages import InstanceFiled
+from tests.bus.test_contract import filed
 from tests.indexer.test_header_json import corpus
 
-MESSAGE = InstanceFiled(
-    sop_instance_uid="1.2.3.4",
-    sop_class_uid="1.2.840.10008.5.1.4.1.1.4",
-    study_instance_uid="1.2.3",
-    series_instance_uid="1.2.3.1",
-    transfer_syntax_uid="1.2.840.10008.1.2.1",
-    account="Guest",
-    path="Guest/Study/Dicom/001_T1/001-001-000001.dcm",
-    received_at=datetime(2026, 11, 26, tzinfo=UTC),
-    calling_ae="MR1",
-    size=0,
-)
+MESSAGE = filed(1)
 BAD = (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError)
 
 
