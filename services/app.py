@@ -151,9 +151,11 @@ async def start(
     *,
     index: bool = False,
     lock: DataDirectoryLock | None = None,
+    heartbeat: bool = True,
 ) -> Running:
     """Claim the data directory (for a receiver), connect the bus (and the index when a role
-    needs it, or ``index``), start ``roles``."""
+    needs it, or ``index``), start ``roles``; beat a heartbeat unless another process of the
+    same server does (``heartbeat``)."""
     unknown = set(roles) - set(STARTERS)
     if unknown:
         raise ValueError(f"unknown service roles: {sorted(unknown)}")
@@ -176,9 +178,10 @@ async def start(
         for role, starter in STARTERS.items():
             if role in roles:
                 running.services[role] = await starter(running)
-        path = beat_path(settings.data_dir, process_role(roles), settings.instance)
-        running.heartbeat = Heartbeat(path, running.problem)
-        await running.heartbeat.start()
+        if heartbeat:
+            path = beat_path(settings.data_dir, process_role(roles), settings.instance)
+            running.heartbeat = Heartbeat(path, running.problem)
+            await running.heartbeat.start()
     except BaseException:
         await running.stop()
         raise
@@ -223,10 +226,17 @@ def storage(settings: Settings) -> int:
     """Run the store server on ``settings`` until SIGTERM or SIGINT; return the exit code.
 
     What ``store-server run`` does: the receiver and the services behind it, on the backends
-    the settings name, logging to the data directory and stdout. From a script, call it under
-    ``if __name__ == "__main__":``, as for any program that starts worker processes: scan-sheet
-    thumbnails are made in spawned workers, which import the script's main module.
+    the settings name, logging to the data directory and stdout; on the in-process bus, the
+    services behind the receiver run in a second process (:mod:`services.embedded`). From a
+    script, call it under ``if __name__ == "__main__":``, as for any program that starts
+    worker processes: scan-sheet thumbnails are made in spawned workers, which import the
+    script's main module.
     """
+    # Imported here: services.embedded builds on this module.
+    from services.embedded import serve_split, split
+
+    if split(settings):
+        return asyncio.run(serve_split(settings))
     return asyncio.run(serve(settings, EMBEDDED, index=True))
 
 

@@ -50,6 +50,12 @@ class DataDirectoryLock:
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         self._descriptor = descriptor
 
+    @property
+    def descriptor(self) -> int | None:
+        """The open lock file while held: handed to a child process, it keeps the lock until
+        both have ended."""
+        return self._descriptor
+
     def release(self) -> None:
         if self._descriptor is not None:
             with contextlib.suppress(OSError):

@@ -80,6 +80,11 @@ class BusSettings(Section):
     retry_backoff_max: float = Field(default=60.0, gt=0)
     publish_timeout: float = Field(default=10.0, gt=0)
     memory_queue_limit: int = Field(default=100_000, ge=1)
+    memory_split: bool = Field(
+        default=True,
+        description="on memory://, `store-server run` runs the router, indexer and scan-sheet "
+        "service in a second process linked to the receiver's, so that each has a core",
+    )
     connect_timeout: float = Field(default=60.0, gt=0)
 
     @field_validator("url")
