@@ -35,7 +35,9 @@ from targets import (
     HOST,
     ORTHANC,
     STORESCP,
+    children,
     cpu_seconds,
+    measure_children,
     started,
     stored,
     wait_indexed,
@@ -145,12 +147,16 @@ def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
                 pids = {"receiver": running.process.pid}
                 pids |= {name: p.pid for name, p in running.helpers.items()}
                 idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                # store-server run's consumers' process, counted on its own (not as idle CPU).
+                for number, pid in enumerate(children(running.process.pid)):
+                    idle[f"consumers-{number}" if number else "consumers"] = cpu_seconds(pid)
                 began = time.perf_counter()
                 seconds = send(chunks, running.port, running.ae_title, work)
                 end_to_end = seconds
                 if running.index_url is not None:
                     wait_indexed(running, expected, SEND_TIMEOUT)
                     end_to_end = time.perf_counter() - began
+                    measure_children(running)
             # Counted once stopped: a file being filed is in the spool and the accounts at once.
             count = stored(running)
         except (RuntimeError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:

@@ -77,6 +77,7 @@ class Started:
     index_url: str | None = None  # ours: where to see an instance indexed
     usage: Usage | None = None
     helper_usage: dict[str, Usage] = field(default_factory=dict)
+    child_usage: dict[str, Usage] = field(default_factory=dict)  # see measure_children
 
 
 def cpu_seconds(pid: int) -> float:
@@ -95,6 +96,25 @@ def peak_mb(pid: int) -> float | None:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return None
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started and has not yet reaped (``store-server run``'s consumers)."""
+    with contextlib.suppress(OSError):
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(child) for child in listed.split()]
+    return []
+
+
+def measure_children(running: Started) -> None:
+    """Read the CPU and peak memory of ``running``'s child processes while they still run: once
+    stopped, their CPU is in the parent's (it waits for them) and their peak is gone. Called
+    when the work is done; :func:`started` then takes their CPU out of the parent's."""
+    for number, pid in enumerate(children(running.process.pid)):
+        seconds = cpu_seconds(pid)
+        running.child_usage[f"consumers-{number}" if number else "consumers"] = Usage(
+            0, seconds, peak_mb(pid) or 0.0
+        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> Usage:
@@ -190,7 +210,12 @@ def started(target: str, port: int, work: Path) -> Iterator[Started]:
     try:
         yield running
     finally:
-        running.usage = stop(running.process)
+        usage = stop(running.process)
+        if running.child_usage:
+            spent = sum(child.cpu_seconds for child in running.child_usage.values())
+            usage = Usage(usage.code, usage.cpu_seconds - spent, usage.peak_mb)
+            running.helper_usage.update(running.child_usage)
+        running.usage = usage
         for name, helper in helpers.items():
             running.helper_usage[name] = stop(helper)
         if exchange:
