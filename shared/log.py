@@ -45,7 +45,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    json_formatter = structlog.stdlib.ProcessorFormatter(
+    json_formatter = _OncePerRecord(
         foreign_pre_chain=shared_processors,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -53,17 +53,16 @@ def configure_logging(
             structlog.processors.JSONRenderer(),
         ],
     )
-    console_renderer: Any = (
-        structlog.dev.ConsoleRenderer() if stream.isatty() else structlog.processors.JSONRenderer()
-    )
-    console_formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared_processors,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([] if stream.isatty() else [structlog.processors.format_exc_info]),
-            console_renderer,
-        ],
-    )
+    # Not a terminal: stdout gets the file's JSON lines, each rendered once for both.
+    console_formatter: logging.Formatter = json_formatter
+    if stream.isatty():
+        console_formatter = structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared_processors,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.dev.ConsoleRenderer(),
+            ],
+        )
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -118,6 +117,23 @@ class _AsDebug(logging.Filter):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+class _OncePerRecord(structlog.stdlib.ProcessorFormatter):
+    """A formatter shared by the file and stdout: a record is rendered once, not once per
+    handler (the rendering is most of a log line's cost, paid on every instance)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last: tuple[logging.LogRecord | None, str] = (None, "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        last, text = self._last  # one tuple, read and replaced whole: safe across threads
+        if last is record:
+            return text
+        text = super().format(record)
+        self._last = (record, text)
+        return text
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

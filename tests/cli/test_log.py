@@ -3,16 +3,21 @@ debug detail naming the instance, and a port probe is not a warning."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pydicom
+import pytest
+import structlog
 from pydicom.uid import generate_uid
 
 from services.app import EMBEDDED
+from shared.log import configure_logging, get_logger
 from tests.router.conftest import make_instance, wait_for_filed
 from tests.scansheet.conftest import wait_for_sheet
 from tests.support import dcmtk
@@ -112,3 +117,28 @@ def test_in_a_container_the_log_is_json_lines_on_stdout_and_no_file(tmp_path: Pa
     records = [json.loads(line) for line in stdout.read_text().splitlines()]
     assert any(record.get("calling_ae") == "CONTAINER_TEST" for record in records)
     assert not (tmp_path / "data" / "logs").exists()
+
+
+def test_a_line_is_rendered_once_for_the_file_and_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered: list[str] = []
+    original = structlog.stdlib.ProcessorFormatter.format
+
+    def counting(self: structlog.stdlib.ProcessorFormatter, record: logging.LogRecord) -> str:
+        text = original(self, record)
+        rendered.append(text)
+        return text
+
+    monkeypatch.setattr(structlog.stdlib.ProcessorFormatter, "format", counting)
+    stdout = io.StringIO()
+    configure_logging(tmp_path / "server.log", stream=stdout)
+    try:
+        get_logger("tests.log").info("instance.received", sop_instance_uid="1.2.3")
+        get_logger("tests.log").info("instance.received", sop_instance_uid="1.2.4")
+    finally:
+        configure_logging(None, stream=io.StringIO())
+    written = (tmp_path / "server.log").read_text().splitlines()
+    assert stdout.getvalue().splitlines() == written
+    assert [json.loads(line)["sop_instance_uid"] for line in written] == ["1.2.3", "1.2.4"]
+    assert len(rendered) == 2
