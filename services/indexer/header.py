@@ -207,35 +207,40 @@ def study_folder(path: str) -> str:
 
 
 def _stored(header: dict[str, Any]) -> dict[str, Any]:
-    """The header without bulk data, storable as JSONB."""
-    cleaned = _clean(header)
-    assert isinstance(cleaned, dict)
-    return cleaned
+    """The header as the index stores it (JSONB): without bulk data (the file on disk holds
+    it) nor values too long to query (:data:`MAX_HEADER_VALUE` characters), each text as
+    PostgreSQL stores it (:func:`storable`), a number that is not finite as null."""
+    stored: dict[str, Any] = {}
+    for key, element in header.items():
+        if "BulkDataURI" in element:
+            continue
+        values = element.get("Value")
+        if values is None:
+            stored[key] = {name: _storable(value) for name, value in element.items()}
+        elif element.get("vr") == "SQ":
+            stored[key] = {**element, "Value": [_stored(item) for item in values]}
+        elif not _too_long(values):
+            stored[key] = {**element, "Value": [_storable(value) for value in values]}
+    return stored
 
 
-def _clean(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: _clean(value)
-            for key, value in node.items()
-            # Bulk data is left out altogether: the file on disk holds it.
-            if not (isinstance(value, dict) and ("BulkDataURI" in value or _bulky(value)))
-        }
-    if isinstance(node, list):
-        return [_clean(value) for value in node]
-    if isinstance(node, str):
-        return storable(node)
-    if isinstance(node, float) and not math.isfinite(node):
-        return None
-    return node
+def _storable(value: Any) -> Any:
+    if type(value) is str:
+        return value if value.isascii() and "\x00" not in value else storable(value)
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):  # a person name's groups
+        return {name: _storable(text) for name, text in value.items()}
+    return value
 
 
-def _bulky(element: dict[str, Any]) -> bool:
-    """A text or numeric value too long for the index (a sequence's items are judged on their
-    own): left out like bulk data, so one huge value cannot swell every header query."""
-    values = element.get("Value")
-    if element.get("vr") == "SQ" or not isinstance(values, list):
-        return False
+def _too_long(values: list[Any]) -> bool:
+    """A text or numeric value too long for the index: left out like bulk data, so that one
+    huge value cannot swell every header query (a sequence's items are judged on their own)."""
+    if len(values) <= 8 and all(
+        type(v) in (int, float) or (type(v) is str and len(v) <= 8192) for v in values
+    ):
+        return False  # a few numbers or short texts: within the limit, however written
     return sum(len(str(value)) for value in values) > MAX_HEADER_VALUE
 
 

@@ -13,9 +13,16 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from services.indexer.header import INDEXED_KEYWORDS, describe
+from services.indexer.header import (
+    BULK_DATA_MIN_LENGTH,
+    INDEXED_KEYWORDS,
+    MAX_HEADER_VALUE,
+    _stored,
+    describe,
+)
 from shared.dicom.header import HeaderReadError, read_header
-from shared.dicom.values import as_text
+from shared.dicom.json_model import header_json
+from shared.dicom.values import as_text, storable
 from tests.bus.test_contract import filed
 from tests.indexer.test_header_json import corpus
 
@@ -118,3 +125,61 @@ def test_columns_are_pydicoms_values(source: Path) -> None:
         value = theirs[keyword][1]
         expected = int(value) if value is not None and abs(value) < 2**31 else None
         assert columns[column] == expected, keyword
+
+
+def cleaned(node: Any) -> Any:
+    """The stored header as plainly stated: bulk data and values over the limit left out,
+    texts storable, numbers that are not finite as null."""
+    if isinstance(node, dict):
+        return {
+            key: cleaned(value)
+            for key, value in node.items()
+            if not (isinstance(value, dict) and ("BulkDataURI" in value or too_long(value)))
+        }
+    if isinstance(node, list):
+        return [cleaned(value) for value in node]
+    if isinstance(node, str):
+        return storable(node)
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
+    return node
+
+
+def too_long(element: dict[str, Any]) -> bool:
+    values = element.get("Value")
+    if element.get("vr") == "SQ" or not isinstance(values, list):
+        return False
+    return sum(len(str(value)) for value in values) > MAX_HEADER_VALUE
+
+
+HOSTILE = {
+    "00100010": {"vr": "PN", "Value": [{"Alphabetic": "A" * 70_000}]},
+    "00100020": {"vr": "LO", "Value": ["NUL\x00inside", "lone \udcff surrogate"]},
+    "00181030": {"vr": "LO", "Value": ["x" * 9000] * 8},
+    "00181031": {"vr": "LO", "Value": ["x" * 8192] * 8},
+    "00280030": {"vr": "DS", "Value": [float("nan"), float("inf"), 0.5]},
+    "00281050": {"vr": "DS", "Value": list(range(20_000))},
+    "7FE00010": {"vr": "OW", "BulkDataURI": ""},
+    "00400275": {"vr": "SQ", "Value": [{"00321060": {"vr": "LO", "Value": ["y" * 70_000]}}]},
+    "00080090": {"vr": "PN"},
+}
+
+
+@pytest.mark.parametrize("source", corpus(), ids=lambda p: p.name)
+def test_the_stored_header_is_the_header_cleaned(source: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            header = header_json(read_header(source), BULK_DATA_MIN_LENGTH)
+        except HeaderReadError:
+            pytest.skip("not a readable DICOM file")
+    assert _stored(header) == cleaned(header)
+
+
+def test_hostile_values_are_stored_as_the_index_can_keep_them() -> None:
+    stored = _stored(HOSTILE)
+    assert stored == cleaned(HOSTILE)
+    assert set(HOSTILE) - set(stored) == {"00100010", "00181030", "00281050", "7FE00010"}
+    assert stored["00100020"]["Value"] == ["NULinside", "lone ? surrogate"]
+    assert stored["00280030"]["Value"] == [None, None, 0.5]
+    assert stored["00400275"]["Value"] == [{}]
