@@ -31,13 +31,16 @@ from chart import draw_chart
 from generate import generate_study, split_study
 from targets import (
     ALL,
+    CONSUMERS,
     DCMTK_ENV,
     HOST,
     ORTHANC,
+    RECEIVER,
     STORESCP,
     children,
     cpu_seconds,
     measure_children,
+    services_cpu,
     started,
     stored,
     wait_indexed,
@@ -57,6 +60,7 @@ class Run:
     peak_mb: float | None = None  # the receiving process
     peaks_mb: dict[str, float] = field(default_factory=dict)  # every process of the target
     cpu_ms_by_process: dict[str, float] = field(default_factory=dict)
+    services_cpu_ms: dict[str, float] = field(default_factory=dict)  # RabbitMQ, PostgreSQL
     error: str | None = None
 
 
@@ -72,6 +76,7 @@ class Result:
     pipeline_cpu_ms_per_instance: float | None = None
     peak_mb: float | None = None
     peaks_mb: dict[str, float] = field(default_factory=dict)
+    services_cpu_ms_per_instance: float | None = None
     ratio_to_orthanc: float | None = None
     ratio_to_storescp: float | None = None
     end_to_end_ratio_to_orthanc: float | None = None
@@ -147,6 +152,7 @@ def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
                 pids = {"receiver": running.process.pid}
                 pids |= {name: p.pid for name, p in running.helpers.items()}
                 idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                services_before = services_cpu() if target in (RECEIVER, CONSUMERS) else {}
                 # store-server run's consumers' process, counted on its own (not as idle CPU).
                 for number, pid in enumerate(children(running.process.pid)):
                     idle[f"consumers-{number}" if number else "consumers"] = cpu_seconds(pid)
@@ -157,6 +163,11 @@ def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
                     wait_indexed(running, expected, SEND_TIMEOUT)
                     end_to_end = time.perf_counter() - began
                     measure_children(running)
+                services_spent = {
+                    name: round((used - services_before[name]) * 1000 / expected, 2)
+                    for name, used in services_cpu().items()
+                    if name in services_before
+                }
             # Counted once stopped: a file being filed is in the spool and the accounts at once.
             count = stored(running)
         except (RuntimeError, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
@@ -180,6 +191,7 @@ def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
             running.usage.peak_mb,
             {name: round(u.peak_mb, 1) for name, u in usages.items()},
             {name: round(ms, 2) for name, ms in cpu_ms.items()},
+            services_spent,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -206,6 +218,10 @@ def summarise(results: list[Result], count: int) -> None:
             for r in runs
             if r.pipeline_cpu_ms_per_instance is not None
         )
+        if any(r.services_cpu_ms for r in runs):
+            result.services_cpu_ms_per_instance = statistics.median(
+                sum(r.services_cpu_ms.values()) for r in runs
+            )
         result.peak_mb = max(r.peak_mb for r in runs if r.peak_mb is not None)
         for run in runs:
             for name, peak in run.peaks_mb.items():
@@ -234,6 +250,7 @@ def table(results: list[Result]) -> str:
             "e2e/s",
             "CPU ms/inst",
             "all CPU ms",
+            "+RMQ/PG ms",
             "peak MB",
             "vs Orthanc",
             "e2e vs Orthanc",
@@ -243,7 +260,7 @@ def table(results: list[Result]) -> str:
     ]
     for r in results:
         if r.instances_per_second is None:
-            rows.append((r.target, "FAILED", *("-",) * 7, r.error or ""))
+            rows.append((r.target, "FAILED", *("-",) * 8, r.error or ""))
             continue
         rows.append(
             (
@@ -252,6 +269,7 @@ def table(results: list[Result]) -> str:
                 f"{r.end_to_end_per_second:.0f}" if r.end_to_end_per_second else "-",
                 f"{r.cpu_ms_per_instance:.2f}",
                 f"{r.pipeline_cpu_ms_per_instance:.2f}",
+                f"{r.services_cpu_ms_per_instance:.2f}" if r.services_cpu_ms_per_instance else "-",
                 f"{max(r.peaks_mb.values(), default=r.peak_mb or 0):.0f}",
                 _ratio(r.ratio_to_orthanc),
                 _ratio(r.end_to_end_ratio_to_orthanc),

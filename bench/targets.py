@@ -98,6 +98,24 @@ def peak_mb(pid: int) -> float | None:
     return None
 
 
+# The shared services our production topology runs on, by process name: their CPU is part of
+# what an instance costs (Orthanc's index and storage are inside its own process).
+SERVICES = {"rabbitmq": "beam.smp", "postgresql": "postgres"}
+
+
+def services_cpu() -> dict[str, float]:
+    """CPU seconds RabbitMQ and PostgreSQL have used so far (PostgreSQL's backends that ended
+    are in the postmaster's children's time)."""
+    totals = dict.fromkeys(SERVICES, 0.0)
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            name = comm.read_text().strip()
+            for service, command in SERVICES.items():
+                if name == command:
+                    totals[service] += cpu_seconds(int(comm.parent.name))
+    return totals
+
+
 def children(pid: int) -> list[int]:
     """The processes ``pid`` started and has not yet reaped (``store-server run``'s consumers)."""
     with contextlib.suppress(OSError):
