@@ -236,11 +236,13 @@ def _storable(value: Any) -> Any:
 
 def _too_long(values: list[Any]) -> bool:
     """A text or numeric value too long for the index: left out like bulk data, so that one
-    huge value cannot swell every header query (a sequence's items are judged on their own)."""
-    if len(values) <= 8 and all(
-        type(v) in (int, float) or (type(v) is str and len(v) <= 8192) for v in values
-    ):
-        return False  # a few numbers or short texts: within the limit, however written
+    huge value cannot swell every header query (a sequence's items are judged on their own).
+    Its length is that of its values written as text: a number's never passes 25 characters,
+    so only long lists of numbers are written out to be measured."""
+    if all(type(v) is str for v in values):
+        return sum(map(len, values)) > MAX_HEADER_VALUE
+    if len(values) * 25 <= MAX_HEADER_VALUE and all(type(v) in (int, float) for v in values):
+        return False
     return sum(len(str(value)) for value in values) > MAX_HEADER_VALUE
 
 

@@ -159,6 +159,9 @@ HOSTILE = {
     "00181031": {"vr": "LO", "Value": ["x" * 8192] * 8},
     "00280030": {"vr": "DS", "Value": [float("nan"), float("inf"), 0.5]},
     "00281050": {"vr": "DS", "Value": list(range(20_000))},
+    "00281051": {"vr": "DS", "Value": [-1.2345678901234567e-308] * 2621},
+    "00281052": {"vr": "DS", "Value": [-1.2345678901234567e-308] * 2800},
+    "00281053": {"vr": "US", "Value": list(range(2700))},
     "7FE00010": {"vr": "OW", "BulkDataURI": ""},
     "00400275": {"vr": "SQ", "Value": [{"00321060": {"vr": "LO", "Value": ["y" * 70_000]}}]},
     "00080090": {"vr": "PN"},
@@ -179,7 +182,8 @@ def test_the_stored_header_is_the_header_cleaned(source: Path) -> None:
 def test_hostile_values_are_stored_as_the_index_can_keep_them() -> None:
     stored = _stored(HOSTILE)
     assert stored == cleaned(HOSTILE)
-    assert set(HOSTILE) - set(stored) == {"00100010", "00181030", "00281050", "7FE00010"}
+    left_out = {"00100010", "00181030", "00281050", "00281052", "7FE00010"}
+    assert set(HOSTILE) - set(stored) == left_out
     assert stored["00100020"]["Value"] == ["NULinside", "lone ? surrogate"]
     assert stored["00280030"]["Value"] == [None, None, 0.5]
     assert stored["00400275"]["Value"] == [{}]
