@@ -36,7 +36,8 @@ from shared.heartbeat import Heartbeat, beat_path
 from shared.log import configure_logging, get_logger
 from shared.process import StartError
 
-log = get_logger(__name__)
+# By name: the consumers' process runs this module as __main__.
+log = get_logger("services.embedded")
 
 CONSUMERS = tuple(role for role in EMBEDDED if role != "receiver")
 START_WITHIN = 120.0  # seconds for the consumers' process to open the index and subscribe

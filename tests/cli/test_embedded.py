@@ -3,6 +3,7 @@ administrator sees when it runs, stops, and when either process is killed."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -139,3 +140,22 @@ def test_receiver_killed_the_consumers_end_and_the_next_start_files_the_rest(
         wait_until(lambda: indexed(data_dir) == 200, 60, "every instance filed and indexed")
     assert len(filed(data_dir)) == 200
     wait_until(lambda: not list((data_dir / "spool").glob("*.dcm")), 10, "the spool emptied")
+
+
+def test_consumers_that_cannot_start_stop_the_server_with_their_reason(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_tcp_port()
+    server = ServerProcess(
+        [*run_flags(data_dir, port), "--database", "postgresql://nobody@127.0.0.1:1/none"],
+        port=None,
+        log_path=tmp_path / "run.log",
+        environment={"STORE_SERVER_DATABASE__CONNECT_TIMEOUT": "1"},
+    )
+    with server:
+        assert server.process is not None
+        assert server.process.wait(60) == 1
+    lines = [json.loads(line) for line in server.output.splitlines() if line.startswith("{")]
+    failures = [line for line in lines if line["event"] == "process.start_failed"]
+    assert any("database.url: cannot reach the database" in line["error"] for line in failures)
+    assert {line["logger"] for line in failures} == {"services.embedded"}
+    assert any(line["event"] == "process.consumers_failed" for line in lines)
+    assert dcmtk.echoscu(port).returncode != 0  # it never listened
