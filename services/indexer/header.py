@@ -239,6 +239,12 @@ def _too_long(values: list[Any]) -> bool:
     huge value cannot swell every header query (a sequence's items are judged on their own).
     Its length is that of its values written as text: a number's never passes 25 characters,
     so only long lists of numbers are written out to be measured."""
+    if len(values) == 1:  # most elements: one value
+        value = values[0]
+        if type(value) is str:
+            return len(value) > MAX_HEADER_VALUE
+        if type(value) in (int, float):
+            return False
     if all(type(v) is str for v in values):
         return sum(map(len, values)) > MAX_HEADER_VALUE
     if len(values) * 25 <= MAX_HEADER_VALUE and all(type(v) in (int, float) for v in values):
