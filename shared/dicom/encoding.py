@@ -48,6 +48,10 @@ MAX_UID_BYTES = 256  # a UID is at most 64 characters; a longer value is only no
 MAX_CAPTURED = 1024  # bytes of a captured value; a longer one leaves the capture incomplete
 
 
+# A file up to this size is read whole to be walked; a larger one is walked on disk.
+IN_MEMORY = 4 * 2**20
+
+
 class EncodingError(ValueError):
     """The data set cannot be decoded; the message says where and why."""
 
@@ -93,9 +97,14 @@ def check_file(
         if syntax in DEFLATED:
             return _check_deflated(handle, max_inflated, capture)
         end = handle.seek(0, io.SEEK_END)
-        handle.seek(start)
+        walked: BinaryIO = handle
+        if end <= IN_MEMORY:
+            # Walked in memory: stepping over each value is then no system call.
+            handle.seek(0)
+            walked = io.BytesIO(handle.read(end))
+        walked.seek(start)
         little, implicit = syntax.is_little_endian, syntax.is_implicit_VR
-        return _Walker(handle, little, implicit, encapsulated, capture).data_set(end)
+        return _Walker(walked, little, implicit, encapsulated, capture).data_set(end)
 
 
 def _check_deflated(handle: BinaryIO, limit: int, capture: frozenset[int]) -> DataSetFacts:

@@ -18,6 +18,7 @@ from pydicom.filereader import read_file_meta_info
 
 from services.receiver.intake import FILING_TAGS, filing_header
 from services.router.header import Unroutable, header_from_message, read_header
+from shared.dicom import encoding
 from shared.dicom.encoding import check_file
 from shared.messages import InstanceReceived
 
@@ -86,3 +87,25 @@ def test_a_long_filing_value_is_not_handed_on(tmp_path: Path) -> None:
     dataset.save_as(path)
     assert check_file(path, None, capture=FILING_TAGS).captured is None
     assert check_file(Path(source), None, capture=FILING_TAGS).captured is not None
+
+
+def walked(path: Path) -> object:
+    """What the structure check says of ``path``: its facts, or its refusal's reason."""
+    try:
+        return check_file(path, None, capture=FILING_TAGS)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+
+@pytest.mark.parametrize("source", corpus(), ids=lambda p: p.name)
+def test_a_file_walked_in_memory_reads_as_walked_on_disk(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files are read whole and walked in memory, large ones on disk: the same facts and
+    the same refusals either way, for whole files and for every one cut short."""
+    data = source.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    in_memory = [walked(source), walked(cut)]
+    monkeypatch.setattr(encoding, "IN_MEMORY", 0)
+    assert [walked(source), walked(cut)] == in_memory
