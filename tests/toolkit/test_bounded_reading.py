@@ -145,3 +145,32 @@ def test_a_codestream_declaring_a_huge_picture_is_refused_before_decoding(
         with pytest.raises(ConversionError, match=reason):
             dcm_to_thumbnail(bomb, tmp_path / "no.png")
         assert not (tmp_path / "no.png").exists()
+
+
+@pytest.mark.parametrize("group_length", [0, 10, None])
+def test_a_deflate_bomb_with_a_misleading_meta_is_still_read_in_bounded_memory(
+    bombs: dict[str, Path], tmp_path: Path, group_length: int | None
+) -> None:
+    """The File Meta Information's group length understated (the Transfer Syntax UID past
+    the end it declares), or its group length element left out: the header is still read
+    inflating as a stream, or refused, never inflated whole."""
+    data = bombs["deflated"].read_bytes()
+    element = data[132:144]
+    assert element[:8] == b"\x02\x00\x00\x00UL\x04\x00"
+    if group_length is None:
+        misleading = data[:132] + data[144:]
+    else:
+        misleading = data[:140] + struct.pack("<L", group_length) + data[144:]
+    path = tmp_path / "misleading.dcm"
+    path.write_bytes(misleading)
+
+    def read() -> object:
+        try:
+            return read_header(path)
+        except HeaderReadError as error:
+            return error
+
+    outcome, held = peak(read)
+    assert held < BOUND, f"{held / 2**20:.0f} MiB held"
+    if not isinstance(outcome, HeaderReadError):
+        assert outcome.PatientID == "BOMB1"  # type: ignore[attr-defined]
