@@ -33,6 +33,7 @@ from targets import (
     ALL,
     CONSUMERS,
     DCMTK_ENV,
+    EMBEDDED,
     HOST,
     ORTHANC,
     RECEIVER,
@@ -153,16 +154,19 @@ def run_once(target: str, chunks: list[Path], expected: int, work: Path) -> Run:
                 pids |= {name: p.pid for name, p in running.helpers.items()}
                 idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 services_before = services_cpu() if target in (RECEIVER, CONSUMERS) else {}
-                # store-server run's consumers' process, counted on its own (not as idle CPU).
-                for number, pid in enumerate(children(running.process.pid)):
-                    idle[f"consumers-{number}" if number else "consumers"] = cpu_seconds(pid)
+                # store-server run's consumers' process, counted on its own (not as idle CPU);
+                # other targets' children (storescp's forks) are in their parent's figure.
+                if target == EMBEDDED:
+                    for number, pid in enumerate(children(running.process.pid)):
+                        idle[f"consumers-{number}" if number else "consumers"] = cpu_seconds(pid)
                 began = time.perf_counter()
                 seconds = send(chunks, running.port, running.ae_title, work)
                 end_to_end = seconds
                 if running.index_url is not None:
                     wait_indexed(running, expected, SEND_TIMEOUT)
                     end_to_end = time.perf_counter() - began
-                    measure_children(running)
+                    if target == EMBEDDED:
+                        measure_children(running)
                 services_spent = {
                     name: round((used - services_before[name]) * 1000 / expected, 2)
                     for name, used in services_cpu().items()

@@ -72,8 +72,10 @@ async def serve_split(settings: Settings) -> int:
     )
     theirs.close()
     assert consumers.stdin is not None
-    consumers.stdin.write(settings.model_dump_json().encode())
-    await consumers.stdin.drain()
+    # A consumers' process that ended at once is told by the link (its start-up failed).
+    with contextlib.suppress(ConnectionError):
+        consumers.stdin.write(settings.model_dump_json().encode())
+        await consumers.stdin.drain()
     consumers.stdin.close()
     link = LinkPublisher(*await asyncio.open_unix_connection(sock=ours))
     receiver: Receiver | None = None
