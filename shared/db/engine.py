@@ -7,6 +7,7 @@ asyncpg. Start-up waits a bounded time for the database, logging each failed try
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,12 @@ def _sqlite_begin_immediate(connection: sa.Connection) -> None:
 
 async def wait_for_database(engine: AsyncEngine, within: float) -> None:
     """Return once a connection works; raise ``ConnectionError`` after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
 
     async def connect() -> None:
-        async with engine.connect() as connection:
+        # An attempt ends at the deadline too: a server that accepts the connection and never
+        # answers would otherwise hold it for the driver's own timeout (asyncpg's: 60 s).
+        async with asyncio.timeout_at(deadline), engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
 
     patience = Patience(within, (OSError, sa.exc.DBAPIError, sa.exc.InterfaceError))
