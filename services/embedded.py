@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from services.app import EMBEDDED, claim_data_dir, redact, start
 from services.receiver import Receiver
 from services.settings import Settings
-from shared.bus.link import LinkPublisher, serve_link
+from shared.bus.link import LinkError, LinkPublisher, serve_link
 from shared.heartbeat import Heartbeat, beat_path
 from shared.log import configure_logging, get_logger
 from shared.process import StartError
@@ -40,8 +40,7 @@ from shared.process import StartError
 log = get_logger("services.embedded")
 
 CONSUMERS = tuple(role for role in EMBEDDED if role != "receiver")
-START_WITHIN = 120.0  # seconds for the consumers' process to open the index and subscribe
-STOP_WITHIN = 120.0  # seconds for it to work through its queues (30 s a service at most)
+WAITING_NOTICE = 30.0  # seconds between the log's lines while the consumers start or stop
 
 
 def split(settings: Settings) -> bool:
@@ -82,7 +81,8 @@ async def serve_split(settings: Settings) -> int:
     heartbeat: Heartbeat | None = None
     code = 0
     try:
-        await link.ready(START_WITHIN)
+        if not await _consumers_ready(link, stopping):
+            raise _StoppedBeforeStart
         receiver = Receiver(settings.receiver, settings.paths, link)
         await receiver.start()
 
@@ -107,6 +107,8 @@ async def serve_split(settings: Settings) -> int:
             log.error("process.consumers_ended", pid=consumers.pid, reason=link.problem())
             code = 1
         log.info("process.stopping")
+    except _StoppedBeforeStart:
+        log.info("process.stopping")
     except (ConnectionError, StartError) as error:  # LinkError is a ConnectionError
         log.error("process.start_failed", error=str(error))
         code = 1
@@ -121,17 +123,53 @@ async def serve_split(settings: Settings) -> int:
     return code
 
 
+class _StoppedBeforeStart(Exception):
+    """SIGTERM or SIGINT came while the consumers were still starting."""
+
+
+async def _consumers_ready(link: LinkPublisher, stopping: asyncio.Event) -> bool:
+    """Until the consumers' process has started its consumers (True) or this process is told
+    to stop (False); LinkError when that process ends first. No deadline: opening the index
+    may upgrade its schema, which takes as long as the index is large; meanwhile the log says
+    every :data:`WAITING_NOTICE` seconds why the port is not open yet."""
+    stop = asyncio.create_task(stopping.wait())
+    waited = 0.0
+    try:
+        while True:
+            ready = asyncio.create_task(link.ready(WAITING_NOTICE))
+            await asyncio.wait((ready, stop), return_when=asyncio.FIRST_COMPLETED)
+            if stop.done():
+                ready.cancel()
+                return False
+            try:
+                ready.result()
+            except LinkError:
+                if link.closed.is_set():
+                    raise
+                waited += WAITING_NOTICE
+                log.info("process.waiting_for_consumers", seconds=waited)
+            else:
+                return True
+    finally:
+        stop.cancel()
+
+
 async def _end(consumers: asyncio.subprocess.Process, link: LinkPublisher) -> int:
-    """Ask the consumers' process to finish its queues and wait for it; 1 when it failed."""
+    """Ask the consumers' process to finish its queues and wait for it; 1 when it failed. It
+    is not killed: its stop is bounded (30 s a service), and one still starting may be
+    upgrading the index's schema, which must not be cut short; the log says why we wait."""
     with contextlib.suppress(ConnectionError, OSError):  # gone: its exit code tells how
         await link.stop()
     await link.close()
-    try:
-        returned = await asyncio.wait_for(consumers.wait(), STOP_WITHIN)
-    except TimeoutError:
-        log.error("process.consumers_kept_running", pid=consumers.pid, seconds=STOP_WITHIN)
-        consumers.kill()
-        returned = await consumers.wait()
+    waited = 0.0
+    while True:
+        try:
+            returned = await asyncio.wait_for(consumers.wait(), WAITING_NOTICE)
+        except TimeoutError:
+            waited += WAITING_NOTICE
+            log.info("process.waiting_for_consumers_to_stop", pid=consumers.pid, seconds=waited)
+        else:
+            break
     if returned != 0:
         log.error("process.consumers_failed", pid=consumers.pid, exit_code=returned)
         return 1

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
+import time
 from pathlib import Path
 
 from pydicom.uid import generate_uid
@@ -159,3 +161,33 @@ def test_consumers_that_cannot_start_stop_the_server_with_their_reason(tmp_path:
     assert {line["logger"] for line in failures} == {"services.embedded"}
     assert any(line["event"] == "process.consumers_failed" for line in lines)
     assert dcmtk.echoscu(port).returncode != 0  # it never listened
+
+
+def test_sigterm_while_the_consumers_start_stops_without_listening(tmp_path: Path) -> None:
+    """The consumers' process is still opening the index (here, a database that accepts the
+    connection and never answers): the receiver waits for it without a deadline, and a SIGTERM
+    then stops both, the port never opened."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    data_dir, port = tmp_path / "data", free_tcp_port()
+    database = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
+    server = ServerProcess(
+        [*run_flags(data_dir, port), "--database", database],
+        port=None,
+        log_path=tmp_path / "run.log",
+        environment={"STORE_SERVER_DATABASE__CONNECT_TIMEOUT": "8"},
+    )
+    try:
+        with server:
+            consumers = consumers_of(server)
+            time.sleep(1)
+            assert dcmtk.echoscu(port).returncode != 0  # not listening while they start
+            started = time.monotonic()
+            assert server.terminate(within=30) in (0, 1)
+            assert time.monotonic() - started < 20
+            assert gone(consumers)
+    finally:
+        silent.close()
+    assert '"event": "process.stopped"' in server.output
+    assert dcmtk.echoscu(port).returncode != 0
