@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,6 +170,37 @@ def test_a_data_set_cut_off_is_neither_kept_nor_announced(
     assert refused(server) == []
     [cut] = server.log_events("association.aborted")
     assert cut["calling_ae"] == "RAWPEER" and cut["instances"] == 0
+
+
+@pytest.mark.parametrize("stall", ["silent", "dribbling"])
+def test_a_peer_that_stalls_mid_data_set_is_cut_off_at_the_dimse_timeout(
+    start_server: StartServer, stall: str
+) -> None:
+    """Associated, half a data set sent, then nothing (or a byte every half second inside a
+    PDU): the connection is closed once a read has waited ``receiver.dimse_timeout`` (inside a
+    request), what was received is not kept, and a modality is served meanwhile."""
+    server = start_server(receiver={"dimse_timeout": 2})
+    instance = pydicom.dcmread(CT)
+    encoded = Path(CT).read_bytes()[-60000:]
+    pdus = store_pdus(CTImageStorage, instance.SOPInstanceUID, encoded, 1, max_pdu=4096)
+    with RawPeer(server.port) as peer:
+        peer.send(associate_rq(CTImageStorage))
+        assert peer.pdu()[0] == 0x02
+        peer.send(*pdus[:5])
+        modality_is_served(server)
+        if stall == "dribbling":
+            next_pdu = pdus[5]
+            peer.send(next_pdu[:10])
+            for byte in next_pdu[10:20]:
+                time.sleep(0.5)
+                with contextlib.suppress(OSError):
+                    peer.socket.sendall(bytes([byte]))
+        wait_until(lambda: server.log_events("association.aborted"), 10, "the stalled peer cut off")
+        assert peer.closed()
+    [cut] = server.log_events("association.aborted")
+    assert cut["reason"] == "nothing received for 2 s"
+    assert nothing_kept(server)
+    assert len(published(server)) == 1  # the modality's instance only
 
 
 def test_random_bytes_on_many_connections(start_server: StartServer) -> None:
