@@ -102,13 +102,13 @@ class Filing:
             raise Retry(f"cannot write {error.filename}: {error.strerror or error}") from error
         filed = await self._follow_refiles(kept)
         await self._publish_all(filed)
-        for arrival, decision, target in filed:
+        for arrival, decision in filed:
             log.info(
                 "instance.filed" if decision.action is not Action.REPLACED else "instance.replaced",
                 sop_instance_uid=arrival.header.sop_instance_uid,
                 study_instance_uid=arrival.header.study_uid,
                 account=decision.account,
-                path=str(target),
+                path=str(decision.target),
             )
 
     def _read_headers(self, messages: list[InstanceReceived]) -> list[Header | Unroutable | None]:
@@ -129,7 +129,7 @@ class Filing:
 
     async def _follow_refiles(
         self, kept: list[tuple[Arrival, Decision]]
-    ) -> list[tuple[Arrival, Decision, Path]]:
+    ) -> list[tuple[Arrival, Decision]]:
         """Where the files are now: a re-file may have bound a study elsewhere between the
         claim and the move, and then its files follow it (see :mod:`refile`)."""
         async with self._engine.connect() as connection:
@@ -138,17 +138,16 @@ class Filing:
             )
         followed = []
         for arrival, decision in kept:
-            target = decision.target
             now = bound.get(arrival.header.study_uid)
             folder = str(decision.relative).partition("/")[0]
             if now is not None and (now.account, now.study_folder) != (decision.account, folder):
-                decision, target = await self._follow(arrival.header.study_uid, decision, now)
-            followed.append((arrival, decision, target))
+                decision = await self._follow(arrival.header.study_uid, decision, now)
+            followed.append((arrival, decision))
         return followed
 
     async def _follow(
         self, study_uid: str, decision: Decision, bound: claims.StudyBinding
-    ) -> tuple[Decision, Path]:
+    ) -> Decision:
         target = decision.target
         _, known = await self._accounts_now()
         home = home_of(bound.account, known, self._paths.accounts)
@@ -165,7 +164,7 @@ class Filing:
                 connection, study_uid, str(decision.relative), str(relative)
             )
         log.info("instance.followed_refile", study_instance_uid=study_uid, account=bound.account)
-        return Decision(bound.account, home, relative, decision.action, moved), moved
+        return Decision(bound.account, home, relative, decision.action, moved)
 
     async def _claim(self, arrivals: list[Arrival]) -> list[Decision]:
         """Every claim of the batch in one transaction, in the order that keeps concurrent
@@ -291,7 +290,7 @@ class Filing:
         )
         detail: dict[str, object] = {"account": decision.account, "path": str(decision.relative)}
         if decision.action is not Action.DUPLICATE:
-            filed = self._filed_message(message, header, decision, decision.target)
+            filed = self._filed_message(message, header, decision)
             detail["message"] = filed.model_dump(mode="json")
         assert decision.action is not None
         return [
@@ -300,9 +299,9 @@ class Filing:
         ]
 
     def _filed_message(
-        self, message: InstanceReceived, header: Header, decision: Decision, target: Path
+        self, message: InstanceReceived, header: Header, decision: Decision
     ) -> InstanceFiled:
-        path = indexed_path(self._accounts_root, target)
+        path = indexed_path(self._accounts_root, decision.target)
         return InstanceFiled(
             sop_instance_uid=header.sop_instance_uid,
             sop_class_uid=header.sop_class_uid or message.sop_class_uid,
@@ -311,24 +310,22 @@ class Filing:
             transfer_syntax_uid=header.transfer_syntax_uid or message.transfer_syntax_uid,
             account=decision.account,
             path=path,
-            size=target.stat().st_size if target.exists() else message.size,
+            size=message.size,  # the spooled file's, which is the filed file
             replaced=decision.action is Action.REPLACED,
             received_at=message.received_at,
             calling_ae=message.calling_ae,
         )
 
-    async def _publish(
-        self, message: InstanceReceived, header: Header, decision: Decision, target: Path
-    ) -> None:
+    async def _publish(self, message: InstanceReceived, header: Header, decision: Decision) -> None:
         try:
-            await self._bus.publish(self._filed_message(message, header, decision, target))
+            await self._bus.publish(self._filed_message(message, header, decision))
         except PublishError as error:
             raise Retry(f"instance.filed not confirmed: {error}") from error
 
-    async def _publish_all(self, filed: list[tuple[Arrival, Decision, Path]]) -> None:
+    async def _publish_all(self, filed: list[tuple[Arrival, Decision]]) -> None:
         """Publish every ``instance.filed`` at once, their confirms awaited together."""
         outcomes = await asyncio.gather(
-            *(self._publish(a.message, a.header, d, target) for a, d, target in filed),
+            *(self._publish(a.message, a.header, d) for a, d in filed),
             return_exceptions=True,
         )
         for outcome in outcomes:
@@ -355,7 +352,7 @@ class Filing:
             raise Retry(f"spool file gone but {target} missing: the file system is not settled")
         header = await asyncio.to_thread(read_header, target)
         decision = Decision(filed.account, home, Path(placed.path), None, target)
-        await self._publish(message, header, decision, target)
+        await self._publish(message, header, decision)
         log.info("instance.filed_republished", sop_instance_uid=message.sop_instance_uid)
 
     async def _accounts_now(self) -> tuple[Directory, dict[str, Account]]:
