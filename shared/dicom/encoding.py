@@ -46,10 +46,7 @@ SHORT_VRS |= {b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"U
 MAX_INFLATED = 4 * 2**30
 MAX_UID_BYTES = 256  # a UID is at most 64 characters; a longer value is only noted, not read
 MAX_CAPTURED = 1024  # bytes of a captured value; a longer one leaves the capture incomplete
-
-
-# A file up to this size is read whole to be walked; a larger one is walked on disk.
-IN_MEMORY = 4 * 2**20
+IN_MEMORY = 4 * 2**20  # bytes of a file read whole to be walked; a larger one walked on disk
 
 
 class EncodingError(ValueError):
