@@ -6,8 +6,10 @@ straight to the request's :class:`~services.receiver.operations.DataSetSink` as 
 The PDU length we advertised is enforced on receipt: a longer P-DATA-TF aborts the
 association. With an asynchronous operations window above one, the next request is read while
 earlier ones are being committed, up to the window; otherwise each is answered before the next
-is read. We never request release ourselves (the acceptor waits for the requestor), so a
-release collision cannot arise; an A-RELEASE-RP from the peer is an unexpected PDU.
+is read, except a query or retrieval, which is answered while reading on so that the peer's
+C-CANCEL-RQ is heard. We never request release ourselves (the acceptor waits for the
+requestor), so a release collision cannot arise; an A-RELEASE-RP from the peer is an
+unexpected PDU.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from services.receiver import dimse, upper_layer
 from services.receiver.dimse import Command, CommandError, Reply
 from services.receiver.negotiation import Agreement
-from services.receiver.operations import DataSetSink, Handler, Peer, Request
+from services.receiver.operations import DataSetSink, Handler, Peer, Progress, Request
 from services.receiver.upper_layer import (
     SERVICE_PROVIDER,
     SERVICE_USER,
@@ -34,6 +36,8 @@ from shared.log import get_logger
 log = get_logger("services.receiver")
 
 PROCESSING_FAILURE = 0x0110
+# Requests answered in steps, which the peer may cancel while they run.
+CANCELLABLE = frozenset({dimse.C_FIND})
 
 
 class Association:
@@ -61,6 +65,8 @@ class Association:
         self._pending: tuple[Request, Handler, DataSetSink] | None = None
         self._window = asyncio.Semaphore(agreement.operations)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._cancellable: dict[int, Progress] = {}  # by Message ID
+        link.working = lambda: bool(self._in_flight)
         self._started = time.monotonic()
         self.instances = 0
         self.failures = 0
@@ -155,7 +161,8 @@ class Association:
                 f"command 0x{command.field:04X} on {abstract}, which does not take it",
                 UNEXPECTED_PDU,
             )
-        request = Request(command, abstract, str(context.transfer_syntax[0]), self.peer)
+        progress = Progress(lambda reply: self._send_reply(command, reply))
+        request = Request(command, abstract, str(context.transfer_syntax[0]), self.peer, progress)
         return request, handler
 
     async def _command_complete(self, context_id: int) -> None:
@@ -165,21 +172,43 @@ class Association:
             command = dimse.decode_command(context_id, encoded)
         except CommandError as error:
             raise ProtocolError(str(error)) from None
+        if command.field == dimse.C_CANCEL:
+            self._cancel(command)
+            return
         request, handler = self._request(command)
         if command.has_data_set:
             self._pending = (request, handler, handler.receive(request))
         else:
             await self._dispatch(request, handler.perform(request))
 
+    def _cancel(self, command: Command) -> None:
+        if command.has_data_set:
+            raise ProtocolError("a C-CANCEL-RQ with a data set", UNEXPECTED_PDU)
+        progress = self._cancellable.get(command.responding_to)
+        log.info(
+            "request.cancel",
+            message_id=command.responding_to,
+            running=progress is not None,
+            **self.log_fields(),
+        )
+        if progress is not None:  # else it has already ended: nothing to do (PS3.7 9.3.2.3)
+            progress.cancel()
+
     async def _dispatch(self, request: Request, answer: Any) -> None:
-        """Answer now, or (within the asynchronous operations window) while reading on."""
+        """Answer now, or (within the asynchronous operations window, or for a request the peer
+        may cancel) while reading on."""
         await self._window.acquire()
-        if self._agreement.operations == 1:
+        command = request.command
+        cancellable = command.field in CANCELLABLE
+        if self._agreement.operations == 1 and not cancellable:
             await self._answer(request, answer)
             return
         task = asyncio.create_task(self._answer(request, answer))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
+        if cancellable:
+            self._cancellable[command.message_id] = request.progress
+            task.add_done_callback(lambda _: self._cancellable.pop(command.message_id, None))
 
     async def _answer(self, request: Request, answer: Any) -> None:
         command = request.command
@@ -196,11 +225,14 @@ class Association:
                 if reply == Reply(0):
                     await self.link.send(*dimse.store_success(command, peer_max))
                     return
-            await self.link.send(*dimse.response(command, reply, peer_max))
+            await self._send_reply(command, reply)
         except PeerGone:
             pass  # the association is over; the reading side notices and reports it
         finally:
             self._window.release()
+
+    async def _send_reply(self, command: Command, reply: Reply) -> None:
+        await self.link.send(*dimse.response(command, reply, self._agreement.peer_max_pdu))
 
     async def abort(self, reason: str) -> None:
         """Abort from our side (shutdown past its grace)."""

@@ -24,7 +24,9 @@ from pynetdicom import dimse_messages, dimse_primitives
 from pynetdicom.pdu import P_DATA_TF
 
 C_STORE = 0x0001
+C_FIND = 0x0020
 C_ECHO = 0x0030
+C_CANCEL = 0x0FFF
 N_SET = 0x0120
 N_CREATE = 0x0140
 NO_DATA_SET = 0x0101
@@ -33,6 +35,7 @@ LONGEST_COMMAND = 64 * 1024  # a command set is a few hundred bytes; this bounds
 # The request's command field: the primitive and the response message pynetdicom encodes.
 RESPONSES: dict[int, tuple[type[Any], type[dimse_messages.DIMSEMessage]]] = {
     C_STORE: (dimse_primitives.C_STORE, dimse_messages.C_STORE_RSP),
+    C_FIND: (dimse_primitives.C_FIND, dimse_messages.C_FIND_RSP),
     C_ECHO: (dimse_primitives.C_ECHO, dimse_messages.C_ECHO_RSP),
     N_SET: (dimse_primitives.N_SET, dimse_messages.N_SET_RSP),
     N_CREATE: (dimse_primitives.N_CREATE, dimse_messages.N_CREATE_RSP),
@@ -50,7 +53,7 @@ _UID_ELEMENTS = {
     0x1000: "AffectedSOPInstanceUID",
     0x1001: "RequestedSOPInstanceUID",
 }
-_COMMAND_FIELD, _MESSAGE_ID, _DATA_SET_TYPE = 0x0100, 0x0110, 0x0800
+_COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE = 0x0100, 0x0110, 0x0120, 0x0800
 _HEADER = struct.Struct("<HHL")
 _US = struct.Struct("<H")
 
@@ -64,6 +67,7 @@ class Command:
     message_id: int
     has_data_set: bool
     uids: dict[str, str]
+    responding_to: int = 0  # Message ID Being Responded To: what a C-CANCEL-RQ cancels
 
     def uid(self, keyword: str) -> str:
         """A UID element of the command set, '' when absent (values arrive NUL-padded)."""
@@ -78,7 +82,9 @@ class Reply:
     error_comment: str = ""
     offending: list[int] = field(default_factory=list)
     affected_sop_instance_uid: str = ""
-    attributes: bytes = b""  # an encoded data set, for the N- responses that carry one
+    # An encoded data set: the identifier of a pending C-FIND response, the attribute list
+    # of the N- responses that carry one.
+    attributes: bytes = b""
 
 
 def decode_command(context_id: int, encoded: bytes) -> Command:
@@ -103,7 +109,7 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
                 f"{end - at} remain"
             )
         if group == 0x0000:
-            if element in (_COMMAND_FIELD, _MESSAGE_ID, _DATA_SET_TYPE):
+            if element in (_COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE):
                 numbers[element] = _unsigned_short(element, view[at : at + length])
             elif element in _UID_ELEMENTS and length:
                 text = bytes(view[at : at + length]).decode("latin-1").strip("\0 ")
@@ -116,7 +122,14 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
         missing = "Command Field" if field_value is None else "Command Data Set Type"
         raise CommandError(f"undecodable command set: no {missing} (US) value")
     message_id = numbers.get(_MESSAGE_ID) or 0
-    return Command(context_id, field_value, message_id, data_set_type != NO_DATA_SET, uids)
+    return Command(
+        context_id,
+        field_value,
+        message_id,
+        data_set_type != NO_DATA_SET,
+        uids,
+        numbers.get(_RESPONDING_TO) or 0,
+    )
 
 
 def _unsigned_short(element: int, value: memoryview) -> int | None:
@@ -183,7 +196,9 @@ def response(command: Command, reply: Reply, peer_max_pdu: int) -> list[bytes]:
         primitive.ErrorComment = reply.error_comment
     if reply.offending and hasattr(primitive, "OffendingElement"):
         primitive.OffendingElement = reply.offending
-    if reply.attributes:
+    if reply.attributes and hasattr(primitive, "Identifier"):
+        primitive.Identifier = BytesIO(reply.attributes)
+    elif reply.attributes:
         primitive.AttributeList = BytesIO(reply.attributes)
     message = message_class()
     message.primitive_to_message(primitive)

@@ -3,13 +3,15 @@
 The association dispatches each request to the handler of its presentation context's abstract
 syntax. A request without a data set is :meth:`Handler.perform`-ed; one with a data set gets a
 :class:`DataSetSink` from :meth:`Handler.receive`, which takes the data set's fragments as they
-arrive and answers when the last one is in. Query/retrieve and storage commitment handlers
-plug in here, beside verification, storage and MPPS, without touching the transport.
+arrive and answers when the last one is in. A request answered in several steps (C-FIND's
+matches) sends its pending replies through the request's :class:`Progress` before returning
+the final one, and sees there whether the peer cancelled it (C-CANCEL-RQ).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.receiver.dimse import Command, Reply
@@ -25,6 +27,24 @@ class Peer:
     port: int
 
 
+class Progress:
+    """A request's way to the peer before its final reply."""
+
+    def __init__(self, send: Callable[[Reply], Awaitable[None]] | None = None) -> None:
+        self._send = send
+        self.cancelled = False
+
+    async def pending(self, reply: Reply) -> None:
+        """Send a pending reply (status 0xFF00 or 0xFF01) now."""
+        if self._send is None:
+            raise RuntimeError("this request cannot send pending replies")
+        await self._send(reply)
+
+    def cancel(self) -> None:
+        """The peer sent a C-CANCEL-RQ for the request: it ends at its next step."""
+        self.cancelled = True
+
+
 @dataclass(frozen=True)
 class Request:
     """One DIMSE request, with the presentation context and association it came on."""
@@ -33,6 +53,7 @@ class Request:
     abstract_syntax: str
     transfer_syntax: str
     peer: Peer
+    progress: Progress = field(default_factory=Progress)
 
 
 class DataSetSink(Protocol):

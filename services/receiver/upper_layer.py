@@ -4,14 +4,15 @@ A PDU is never read whole: :meth:`Link.header` reads its 6-byte header, then the
 the body in pieces it bounds itself (a PDV's header, a fragment in chunks), so a peer that
 declares 4 GiB costs what it actually sends and no more. Every read runs under a deadline
 (the ARTIM timer while the association is being requested, the network timeout afterwards);
-a peer that misses it is dropped. An idle connection is one suspended read: no thread.
+a peer that misses it is dropped, unless we owe it an answer (an operation of ours is still
+running: its silence is then ours). An idle connection is one suspended read: no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 A_ASSOCIATE_RQ = 0x01
 A_ASSOCIATE_AC = 0x02
@@ -60,6 +61,7 @@ class Link:
         self.writer = writer
         self.timeout = timeout  # the network timeout; the ARTIM timer is the caller's
         self.closed = False
+        self.working: Callable[[], bool] = lambda: False  # an answer of ours is under way
 
     async def header(self) -> tuple[int, int]:
         """The next PDU's type and length."""
@@ -69,15 +71,19 @@ class Link:
         return pdu_type, length
 
     async def read(self, size: int) -> bytes:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self.reader.readexactly(size)
-        except asyncio.IncompleteReadError:
-            raise PeerGone("the peer closed the connection") from None
-        except TimeoutError:
-            raise PeerGone(f"nothing received for {self.timeout:g} s") from None
-        except OSError as error:
-            raise PeerGone(f"connection lost: {error}") from None
+        while True:
+            try:
+                # readexactly takes nothing from the buffer until it has it all, so a read
+                # cut off by its deadline loses nothing when it is tried again.
+                async with asyncio.timeout(self.timeout):
+                    return await self.reader.readexactly(size)
+            except asyncio.IncompleteReadError:
+                raise PeerGone("the peer closed the connection") from None
+            except TimeoutError:
+                if not self.working():
+                    raise PeerGone(f"nothing received for {self.timeout:g} s") from None
+            except OSError as error:
+                raise PeerGone(f"connection lost: {error}") from None
 
     async def pieces(self, size: int) -> AsyncIterator[bytes]:
         """Yield ``size`` bytes as they arrive, in pieces of at most :data:`CHUNK`."""
