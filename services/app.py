@@ -24,6 +24,7 @@ from services.scansheet import ScanSheets, WrittenSheet, write_sheet_now
 from services.settings import Settings
 from shared.bus import Bus, open_bus
 from shared.db.engine import open_index
+from shared.db.reader import IndexReader
 from shared.heartbeat import Heartbeat, beat_path
 from shared.log import configure_logging, get_logger
 from shared.process import DataDirectoryLock, StartError
@@ -90,7 +91,10 @@ async def _start_indexer(running: Running) -> Service:
 
 
 async def _start_receiver(running: Running) -> Service:
-    receiver = Receiver(running.settings.receiver, running.settings.paths, running.bus)
+    settings = running.settings
+    receiver = Receiver(
+        settings.receiver, settings.paths, running.bus, IndexReader(settings.query_database_url)
+    )
     await receiver.start()
     return receiver
 

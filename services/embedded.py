@@ -32,6 +32,7 @@ from services.app import EMBEDDED, claim_data_dir, redact, start
 from services.receiver import Receiver
 from services.settings import Settings
 from shared.bus.link import LinkError, LinkPublisher, serve_link
+from shared.db.reader import IndexReader
 from shared.heartbeat import Heartbeat, beat_path
 from shared.log import configure_logging, get_logger
 from shared.process import StartError
@@ -83,7 +84,8 @@ async def serve_split(settings: Settings) -> int:
     try:
         if not await _consumers_ready(link, stopping):
             raise _StoppedBeforeStart
-        receiver = Receiver(settings.receiver, settings.paths, link)
+        index = IndexReader(settings.query_database_url)
+        receiver = Receiver(settings.receiver, settings.paths, link, index)
         await receiver.start()
 
         def problem() -> str | None:

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{(self.data_dir / 'index.sqlite').resolve()}"
 
+    @property
+    def query_database_url(self) -> str:
+        """The index as the receiver's queries read it."""
+        return self.receiver.query.database_url or self.database_url
+
 
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Build the settings. ``overrides`` are the command-line flags, nested like the TOML file."""

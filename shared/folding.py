@@ -16,6 +16,12 @@ def fold(text: str) -> str:
     return " ".join("".join(c if c.isalnum() else " " for c in letters.casefold()).split())
 
 
+def fold_case_and_accents(text: str) -> str:
+    """``text`` in lower case and without Latin accents, its punctuation kept (for matching
+    DICOM person names, whose ``^`` and ``=`` separate components)."""
+    return _without_latin_accents(unicodedata.normalize("NFKC", text)).casefold()
+
+
 def _without_latin_accents(text: str) -> str:
     """Drop accents from Latin letters only: a kana's voicing mark is part of the letter."""
     kept: list[str] = []

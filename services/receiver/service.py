@@ -16,7 +16,8 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import ALL_TRANSFER_SYNTAXES, DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.presentation import PresentationContext, build_context
 
-from services.receiver import mpps, verification
+from services.receiver import find, mpps, verification
+from services.receiver.find import Find
 from services.receiver.intake import Intake
 from services.receiver.listener import Listener
 from services.receiver.mpps import Mpps
@@ -26,6 +27,7 @@ from services.receiver.spool import Spool
 from services.receiver.storage import Storage
 from services.receiver.verification import Verification
 from shared.bus import Publisher, PublishError
+from shared.db.reader import IndexReader
 from shared.log import get_logger
 from shared.messages import InstanceReceived, Message, MessageError, decode
 from shared.quarantine import quarantine
@@ -37,10 +39,17 @@ log = get_logger(__name__)
 class Receiver:
     """One DICOM listener feeding the bus."""
 
-    def __init__(self, settings: ReceiverSettings, paths: DataPaths, bus: Publisher) -> None:
+    def __init__(
+        self,
+        settings: ReceiverSettings,
+        paths: DataPaths,
+        bus: Publisher,
+        index: IndexReader | None = None,
+    ) -> None:
         self._settings = settings
         self._bus = bus
         self._paths = paths
+        self._index = index  # for queries; None: no query service
         self._spool = Spool(paths.spool)
         self._listener: Listener | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -76,6 +85,10 @@ class Receiver:
                 build_context(mpps.MPPS_SOP_CLASS, DEFAULT_TRANSFER_SYNTAXES),
             ),
         }
+        if self._index is not None and settings.query.enabled:
+            finder = Find(self._index, settings.ae_title, settings.query)
+            for syntax in find.ABSTRACT_SYNTAXES:
+                handlers[syntax] = (finder, build_context(syntax, find.TRANSFER_SYNTAXES))
         listener = Listener(settings, handlers, Storage(self._spool, intake))
         await listener.start()
         self._listener = listener
@@ -90,6 +103,8 @@ class Receiver:
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown)
             self._executor = None
+        if self._index is not None:
+            await self._index.close()
 
     async def republish(self) -> int:
         """Publish spooled instances the bus may not hold; return how many."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from shared.settings import AETitle, Section
+from shared.settings import AETitle, DatabaseURL, Section
 
 
 class AllowedCaller(Section):
@@ -46,6 +46,25 @@ class TLSSettings(Section):
             if self.port is not None and path is not None and not path.is_file():
                 raise ValueError(f"receiver.tls.{name}: no such file: {path}")
         return self
+
+
+class QuerySettings(Section):
+    """C-FIND from the index (Patient Root and Study Root)."""
+
+    enabled: bool = Field(default=True, description="false: query contexts are refused")
+    database_url: DatabaseURL = Field(
+        default=None,
+        description="the index as queries read it (a read-only role's URL); default: database.url",
+    )
+    max_matches: int = Field(
+        default=10_000, ge=1, description="above this many matches a query is refused (0xA700)"
+    )
+    timeout: float = Field(default=30.0, gt=0, description="seconds a query may read the index")
+    scopes: dict[AETitle, list[str]] = Field(
+        default_factory=dict,
+        description="calling AE title -> the accounts whose studies it may find; "
+        "an AE title not listed finds every study",
+    )
 
 
 class ReceiverSettings(Section):
@@ -101,6 +120,7 @@ class ReceiverSettings(Section):
         default=30.0, ge=0, description="seconds to let associations in flight finish"
     )
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
 
     @field_validator("user_identities", mode="before")
     @classmethod

@@ -79,7 +79,7 @@ patients = sa.Table(
     # The key: a digest of the whole Patient ID and issuer (migration 0004), since a key cut
     # to a column's width would tell two patients apart from what the lookup asks for.
     sa.Column("identity", sa.String(64), nullable=False, unique=True),
-    sa.Column("patient_id", sa.Text, nullable=False),
+    sa.Column("patient_id", sa.Text, nullable=False, index=True),
     sa.Column("issuer", sa.Text, nullable=False, server_default=""),
     sa.Column("name", sa.Text, nullable=True),
     sa.Column("birth_date", sa.String(8), nullable=True),
@@ -90,6 +90,10 @@ patients = sa.Table(
     # Received time of the instance whose values the row holds: a re-sent, corrected instance
     # overwrites them when it is at least as recent (migration 0004).
     sa.Column("attributes_from", Moment, nullable=True),
+    # C-FIND by the start of a name: a prefix LIKE (migration 0007).
+    sa.Index(
+        "ix_patients_search_text", "search_text", postgresql_ops={"search_text": "text_pattern_ops"}
+    ),
 )
 
 studies = sa.Table(

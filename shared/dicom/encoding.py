@@ -104,6 +104,12 @@ def check_file(
         return _Walker(walked, little, implicit, encapsulated, capture).data_set(end)
 
 
+def check_encoded(data: bytes, implicit: bool) -> None:
+    """Walk a little endian data set held in memory (a query's identifier); raise
+    :class:`EncodingError` when it cannot be decoded. No element is required."""
+    _Walker(io.BytesIO(data), True, implicit, False, frozenset()).elements(len(data))
+
+
 def _check_deflated(handle: BinaryIO, limit: int, capture: frozenset[int]) -> DataSetFacts:
     # Two passes over the stream, neither holding it: its length first (each element's
     # length is judged against the end), then the walk.
@@ -154,6 +160,9 @@ class _Walker:
             captured = Captured(self._implicit, little, self._captured)
         sop, study, series = (self._uids.get(tag, "") for tag in KEY_UIDS)
         return DataSetFacts(sop, study, series, captured)
+
+    def elements(self, end: int) -> None:
+        self._elements(end, depth=0, until_item_end=False)
 
     def _read(self, size: int, what: str) -> bytes:
         chunk = self._handle.read(size)

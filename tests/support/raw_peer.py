@@ -60,14 +60,7 @@ def store_pdus(
     primitive.AffectedSOPInstanceUID = sop_instance
     primitive.Priority = 2
     primitive.DataSet = BytesIO(data_set)
-    message = C_STORE_RQ()
-    message.primitive_to_message(primitive)
-    pdus = []
-    for data in message.encode_msg(1, max_pdu):
-        pdu = P_DATA_TF()
-        pdu.from_primitive(data)
-        pdus.append(bytes(pdu.encode()))
-    return pdus
+    return message_pdus(primitive, C_STORE_RQ, max_pdu)
 
 
 class RawPeer:
@@ -123,3 +116,30 @@ class RawPeer:
             pdu_type, _ = self.pdu()
             if pdu_type == 0:
                 return True
+
+
+def message_pdus(primitive: Any, message_class: type[Any], max_pdu: int = 16384) -> list[bytes]:
+    """The P-DATA-TF PDUs of any DIMSE message on context 1, its data set (if the primitive
+    holds one) after it."""
+    message = message_class()
+    message.primitive_to_message(primitive)
+    pdus = []
+    for data in message.encode_msg(1, max_pdu):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(data)
+        pdus.append(bytes(pdu.encode()))
+    return pdus
+
+
+def command_status(body: bytes) -> int | None:
+    """The Status of a P-DATA-TF body holding one command PDV; None for a data set PDV."""
+    if not body[5] & 0x01:
+        return None
+    command = body[6:]
+    at = 0
+    while at < len(command):
+        group, element, length = struct.unpack("<HHL", command[at : at + 8])
+        if (group, element) == (0x0000, 0x0900):
+            return int(struct.unpack("<H", command[at + 8 : at + 10])[0])
+        at += 8 + length
+    raise AssertionError("no Status in the command")
