@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from shared.files import file_error_reason
@@ -96,20 +97,35 @@ class BusSettings(Section):
         return value
 
 
+def database_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("sqlite://", "postgresql://")):
+        raise ValueError("must start with sqlite:/// or postgresql://")
+    if value is not None:
+        _port_in_range(value)
+    return value
+
+
+DatabaseURL = Annotated[str | None, AfterValidator(database_url)]
+
+
 class DatabaseSettings(Section):
     """The index: ``sqlite:///path`` embedded, ``postgresql://`` in production."""
 
-    url: str | None = Field(default=None, description="default: sqlite:///<data_dir>/index.sqlite")
+    url: DatabaseURL = Field(default=None, description="default: sqlite:///<data_dir>/index.sqlite")
     connect_timeout: float = Field(default=60.0, gt=0)
+    query_role: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_-]{0,62}$",
+        description="PostgreSQL: a login role that may only read the index, made (or its "
+        "password set) by `store-server db upgrade`, for the receiver's queries",
+    )
+    query_password: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{8,128}$")
 
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite://", "postgresql://")):
-            raise ValueError("must start with sqlite:/// or postgresql://")
-        if value is not None:
-            _port_in_range(value)
-        return value
+    @model_validator(mode="after")
+    def _role_with_password(self) -> DatabaseSettings:
+        if (self.query_role is None) != (self.query_password is None):
+            raise ValueError("database.query_role and database.query_password go together")
+        return self
 
 
 class LogSettings(Section):

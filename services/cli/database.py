@@ -1,4 +1,5 @@
-"""``store-server db upgrade|current``: the index schema, by Alembic migration."""
+"""``store-server db upgrade|current``: the index schema, by Alembic migration, and the
+read-only role of the receiver's queries (:mod:`shared.db.grants`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from services.cli.options import (
 )
 from services.settings import Settings
 from shared.db.engine import create_engine, current_revision, upgrade, wait_for_database
+from shared.db.grants import grant_query_role
 from shared.hosts import check_host_name
 
 
@@ -37,7 +39,12 @@ async def _revision_after(settings: Settings, target: str | None) -> str | None:
         await wait_for_database(engine, settings.database.connect_timeout)
         if target is None:
             return await current_revision(engine)
-        return await upgrade(engine, target)
+        revision = await upgrade(engine, target)
+        role, password = settings.database.query_role, settings.database.query_password
+        granted = role is not None and password is not None
+        if granted and not await grant_query_role(engine, str(role), str(password)):
+            print("database.query_role: SQLite has no roles; ignored (queries read it read-only)")
+        return revision
     finally:
         await engine.dispose()
 

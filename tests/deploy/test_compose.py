@@ -115,8 +115,20 @@ def test_the_secrets_reach_the_services_that_need_them_and_no_other(
         assert found[role]["environment"]["STORE_SERVER_BUS__URL"] == bus_url
     for role in (*INDEX_USERS, "migrate"):
         assert found[role]["environment"]["STORE_SERVER_DATABASE__URL"] == index_url
-    # The DICOM-facing process never holds the index's password.
-    assert "STORE_SERVER_DATABASE__URL" not in found["receiver"]["environment"]
+    # The DICOM-facing process never holds the index's password: it queries as a role that
+    # can only read, which migrate makes.
+    receiver = found["receiver"]["environment"]
+    assert "STORE_SERVER_DATABASE__URL" not in receiver
+    assert receiver["STORE_SERVER_RECEIVER__QUERY__DATABASE_URL"] == (
+        "postgresql://store-server-query:query-secret@postgres:5432/store-server"
+    )
+    assert found["migrate"]["environment"]["STORE_SERVER_DATABASE__QUERY_ROLE"] == (
+        "store-server-query"
+    )
+    assert found["migrate"]["environment"]["STORE_SERVER_DATABASE__QUERY_PASSWORD"] == (
+        "query-secret"
+    )
+    assert not any("query-secret" in str(found[role]) for role in INDEX_USERS)
     assert found["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"] == "broker-secret"
     assert found["postgres"]["environment"]["POSTGRES_PASSWORD"] == "index-secret"
 

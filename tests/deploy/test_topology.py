@@ -10,6 +10,7 @@ test's own exchange keeps it apart from other tests on the same broker.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,8 @@ from tests.support.deploy import render_compose
 from tests.support.filing import mr_study
 from tests.support.process import ServerProcess, wait_until
 from tests.support.proxy import BrokerProxy
-from tests.support.services import free_tcp_port
+from tests.support.query import findscu
+from tests.support.services import drop_role, free_tcp_port, unique_name
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.slow]
 
@@ -98,6 +100,7 @@ def topology(
     tmp_path: Path, postgres_url: str, exchange: str
 ) -> Iterator[tuple[Topology, BrokerProxy]]:
     index = urlsplit(postgres_url)
+    query_role = unique_name("query").lower()  # roles are the cluster's: one per test
     # The roles reach the broker through a proxy the test can cut, as a network would.
     with BrokerProxy("127.0.0.1", 5672) as broker:
         variables = {
@@ -109,6 +112,8 @@ def topology(
             "POSTGRES_PORT": str(index.port or 5432),
             "POSTGRES_USER": index.username or "postgres",
             "POSTGRES_PASSWORD": "unused-with-trust-auth",
+            "POSTGRES_QUERY_USER": query_role,
+            "POSTGRES_QUERY_PASSWORD": "unused-with-trust-auth",
             "POSTGRES_DB": index.path.lstrip("/"),
             "DICOM_PORT": str(free_tcp_port()),
             "SCANSHEET_STABLE_AGE": "2",
@@ -121,6 +126,7 @@ def topology(
             yield running, broker
         finally:
             running.stop()
+            asyncio.run(drop_role(postgres_url, query_role))
 
 
 def test_each_role_as_compose_starts_it_files_indexes_and_sheets_a_study(
@@ -167,6 +173,11 @@ def test_each_role_as_compose_starts_it_files_indexes_and_sheets_a_study(
 
     wait_until(lambda: [row["instance_count"] for row in listed()] == [len(study)], 60, "indexed")
     assert listed()[0]["study_instance_uid"] == study[0].StudyInstanceUID
+
+    # Found by a workstation through the receiver, which reads the index as its query role.
+    found = findscu(site.port, ["QueryRetrieveLevel=STUDY", "StudyInstanceUID", "AccessionNumber"])
+    assert found.final == "Success", found.output
+    assert found.values("StudyInstanceUID") == [study[0].StudyInstanceUID]
 
     # Its scan sheet, once the study has been quiet for its stable age.
     sheet = study_folder / "scansheet.html"

@@ -18,7 +18,11 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_TLS = ROOT / "docker-compose.tls.yml"
 SYSTEMD = ROOT / "deploy" / "systemd"
 # What compose needs to render at all: the secrets that have no default.
-SECRETS = {"RABBITMQ_PASSWORD": "broker-secret", "POSTGRES_PASSWORD": "index-secret"}
+SECRETS = {
+    "RABBITMQ_PASSWORD": "broker-secret",
+    "POSTGRES_PASSWORD": "index-secret",
+    "POSTGRES_QUERY_PASSWORD": "query-secret",
+}
 # Variables the compose file reads, which a developer's shell must not set for the tests.
 _COMPOSE_VARIABLES = (
     "RABBITMQ_HOST",
@@ -29,6 +33,8 @@ _COMPOSE_VARIABLES = (
     "POSTGRES_PORT",
     "POSTGRES_USER",
     "POSTGRES_PASSWORD",
+    "POSTGRES_QUERY_USER",
+    "POSTGRES_QUERY_PASSWORD",
     "POSTGRES_DB",
     "DICOM_PORT",
     "DICOM_TLS_PORT",

@@ -15,6 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.db.engine import async_url
 
 AMQP_URL = os.environ.get("STORE_SERVER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES_URL = os.environ.get(
@@ -101,3 +105,12 @@ def sample(name: str) -> Path:
     found = get_testdata_file(name, download=False)
     assert isinstance(found, str), f"{name} is not in the installed test data"
     return Path(found)
+
+
+async def drop_role(url: str, role: str) -> None:
+    """Drop a PostgreSQL role a test made, with what it was granted in ``url``'s database."""
+    engine = create_async_engine(async_url(url))
+    async with engine.begin() as connection:
+        await connection.execute(sa.text(f'DROP OWNED BY "{role}"'))
+        await connection.execute(sa.text(f'DROP ROLE "{role}"'))
+    await engine.dispose()
