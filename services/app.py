@@ -93,7 +93,11 @@ async def _start_indexer(running: Running) -> Service:
 async def _start_receiver(running: Running) -> Service:
     settings = running.settings
     receiver = Receiver(
-        settings.receiver, settings.paths, running.bus, IndexReader(settings.query_database_url)
+        settings.receiver,
+        settings.paths,
+        running.bus,
+        IndexReader(settings.query_database_url),
+        settings.destinations,
     )
     await receiver.start()
     return receiver

@@ -85,7 +85,7 @@ async def serve_split(settings: Settings) -> int:
         if not await _consumers_ready(link, stopping):
             raise _StoppedBeforeStart
         index = IndexReader(settings.query_database_url)
-        receiver = Receiver(settings.receiver, settings.paths, link, index)
+        receiver = Receiver(settings.receiver, settings.paths, link, index, settings.destinations)
         await receiver.start()
 
         def problem() -> str | None:

@@ -27,9 +27,11 @@ from services.router import AccountSeed, RouterSettings
 from services.scansheet import ScanSheetSettings
 from shared.settings import (
     ENV_PREFIX,
+    AETitle,
     BusSettings,
     DatabaseSettings,
     DataPaths,
+    Destination,
     LogSettings,
     SettingsError,
     describe,
@@ -64,6 +66,9 @@ class Settings(BaseSettings):
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
     scansheet: ScanSheetSettings = Field(default_factory=ScanSheetSettings)
     accounts: list[AccountSeed] = Field(default_factory=list)
+    destinations: dict[AETitle, Destination] = Field(
+        default_factory=dict, description="DICOM nodes by AE title: C-MOVE destinations"
+    )
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

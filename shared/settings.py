@@ -128,6 +128,33 @@ class DatabaseSettings(Section):
         return self
 
 
+class Destination(Section):
+    """A DICOM node we send to (C-MOVE's Move Destination, forwarding), known by its AE
+    title: where it listens, and whether over TLS."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    ca: Path | None = Field(
+        default=None, description="CA bundle the node's certificate is checked against"
+    )
+    cert: Path | None = Field(
+        default=None, description="our client certificate, if it asks for one"
+    )
+    key: Path | None = None
+    timeout: float = Field(default=30.0, gt=0, description="seconds to connect and per reply")
+
+    @model_validator(mode="after")
+    def _files(self) -> Destination:
+        for name in ("ca", "cert", "key"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file: {path}")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        return self
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: Path | None = Field(default=None, description="default: <data_dir>/logs/store-server.log")

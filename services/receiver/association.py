@@ -37,7 +37,7 @@ log = get_logger("services.receiver")
 
 PROCESSING_FAILURE = 0x0110
 # Requests answered in steps, which the peer may cancel while they run.
-CANCELLABLE = frozenset({dimse.C_FIND})
+CANCELLABLE = frozenset({dimse.C_FIND, dimse.C_MOVE})
 
 
 class Association:

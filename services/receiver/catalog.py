@@ -137,10 +137,22 @@ def check_level(level: str, patient_root: bool) -> None:
         raise QueryError("the Study Root model has no PATIENT level")
 
 
-async def search(connection: AsyncConnection, query: Query, limit: int) -> list[Match]:
-    """The entities matching ``query``; :class:`TooManyMatches` past ``limit``."""
+# What a retrieval needs of each instance besides its keys: its file and how it is encoded.
+FILES = {
+    "_path": instances.c.path,
+    "_transfer_syntax": instances.c.transfer_syntax_uid,
+    "_sop_class": instances.c.sop_class_uid,
+    "_sop_instance": instances.c.sop_instance_uid,
+}
+
+
+async def search(
+    connection: AsyncConnection, query: Query, limit: int, extra: dict[str, Any] | None = None
+) -> list[Match]:
+    """The entities matching ``query``, with the ``extra`` columns; :class:`TooManyMatches`
+    past ``limit``."""
     check_level(query.level, query.patient_root)
-    columns = _columns(query.level)
+    columns = {**_columns(query.level), **(extra or {})}
     header_keys = [k for k in query.returned if k not in columns]
     statement = _select(query, columns)
     column_conditions = [c for c in query.conditions if c.keyword in columns]

@@ -25,6 +25,7 @@ from pynetdicom.pdu import P_DATA_TF
 
 C_STORE = 0x0001
 C_FIND = 0x0020
+C_MOVE = 0x0021
 C_ECHO = 0x0030
 C_CANCEL = 0x0FFF
 N_SET = 0x0120
@@ -36,6 +37,7 @@ LONGEST_COMMAND = 64 * 1024  # a command set is a few hundred bytes; this bounds
 RESPONSES: dict[int, tuple[type[Any], type[dimse_messages.DIMSEMessage]]] = {
     C_STORE: (dimse_primitives.C_STORE, dimse_messages.C_STORE_RSP),
     C_FIND: (dimse_primitives.C_FIND, dimse_messages.C_FIND_RSP),
+    C_MOVE: (dimse_primitives.C_MOVE, dimse_messages.C_MOVE_RSP),
     C_ECHO: (dimse_primitives.C_ECHO, dimse_messages.C_ECHO_RSP),
     N_SET: (dimse_primitives.N_SET, dimse_messages.N_SET_RSP),
     N_CREATE: (dimse_primitives.N_CREATE, dimse_messages.N_CREATE_RSP),
@@ -54,6 +56,7 @@ _UID_ELEMENTS = {
     0x1001: "RequestedSOPInstanceUID",
 }
 _COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE = 0x0100, 0x0110, 0x0120, 0x0800
+_MOVE_DESTINATION = 0x0600
 _HEADER = struct.Struct("<HHL")
 _US = struct.Struct("<H")
 
@@ -68,6 +71,7 @@ class Command:
     has_data_set: bool
     uids: dict[str, str]
     responding_to: int = 0  # Message ID Being Responded To: what a C-CANCEL-RQ cancels
+    move_destination: str = ""  # a C-MOVE-RQ's Move Destination (AE title)
 
     def uid(self, keyword: str) -> str:
         """A UID element of the command set, '' when absent (values arrive NUL-padded)."""
@@ -85,6 +89,8 @@ class Reply:
     # An encoded data set: the identifier of a pending C-FIND response, the attribute list
     # of the N- responses that carry one.
     attributes: bytes = b""
+    # A retrieval's sub-operations: remaining (None: not stated), completed, failed, warning.
+    counts: tuple[int | None, int, int, int] | None = None
 
 
 def decode_command(context_id: int, encoded: bytes) -> Command:
@@ -96,6 +102,7 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
     """
     numbers: dict[int, int | None] = {}
     uids: dict[str, str] = {}
+    destination = ""
     view = memoryview(encoded)
     at, end = 0, len(encoded)
     while at < end:
@@ -111,6 +118,8 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
         if group == 0x0000:
             if element in (_COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE):
                 numbers[element] = _unsigned_short(element, view[at : at + length])
+            elif element == _MOVE_DESTINATION and length:
+                destination = bytes(view[at : at + length]).decode("latin-1").strip("\0 ")
             elif element in _UID_ELEMENTS and length:
                 text = bytes(view[at : at + length]).decode("latin-1").strip("\0 ")
                 if text:
@@ -129,6 +138,7 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
         data_set_type != NO_DATA_SET,
         uids,
         numbers.get(_RESPONDING_TO) or 0,
+        destination,
     )
 
 
@@ -196,6 +206,13 @@ def response(command: Command, reply: Reply, peer_max_pdu: int) -> list[bytes]:
         primitive.ErrorComment = reply.error_comment
     if reply.offending and hasattr(primitive, "OffendingElement"):
         primitive.OffendingElement = reply.offending
+    if reply.counts is not None:
+        remaining, completed, failed, warning = reply.counts
+        if remaining is not None:
+            primitive.NumberOfRemainingSuboperations = remaining
+        primitive.NumberOfCompletedSuboperations = completed
+        primitive.NumberOfFailedSuboperations = failed
+        primitive.NumberOfWarningSuboperations = warning
     if reply.attributes and hasattr(primitive, "Identifier"):
         primitive.Identifier = BytesIO(reply.attributes)
     elif reply.attributes:

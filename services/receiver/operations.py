@@ -101,3 +101,37 @@ class Drain:
 
     def discard(self) -> None:
         pass
+
+
+class Gathered:
+    """A request's data set gathered whole (a query's identifier: small, and bounded here),
+    then handed to ``answer``."""
+
+    def __init__(
+        self,
+        request: Request,
+        answer: Callable[[Request, bytes], Awaitable[Reply]],
+        too_long: Reply,
+        limit: int = 1024 * 1024,
+    ) -> None:
+        self._request = request
+        self._answer = answer
+        self._too_long = too_long
+        self._limit = limit
+        self._data = bytearray()
+        self._over = False
+
+    def write(self, fragment: bytes) -> None:
+        if self._over or len(self._data) + len(fragment) > self._limit:
+            self._over = True
+            self._data.clear()
+        else:
+            self._data += fragment
+
+    async def finish(self) -> Reply:
+        if self._over:
+            return self._too_long
+        return await self._answer(self._request, bytes(self._data))
+
+    def discard(self) -> None:
+        self._data.clear()

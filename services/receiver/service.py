@@ -16,10 +16,11 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import ALL_TRANSFER_SYNTAXES, DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.presentation import PresentationContext, build_context
 
-from services.receiver import find, mpps, verification
+from services.receiver import find, move, mpps, verification
 from services.receiver.find import Find
 from services.receiver.intake import Intake
 from services.receiver.listener import Listener
+from services.receiver.move import Move
 from services.receiver.mpps import Mpps
 from services.receiver.operations import Handler
 from services.receiver.settings import ReceiverSettings
@@ -31,7 +32,7 @@ from shared.db.reader import IndexReader
 from shared.log import get_logger
 from shared.messages import InstanceReceived, Message, MessageError, decode
 from shared.quarantine import quarantine
-from shared.settings import DataPaths
+from shared.settings import DataPaths, Destination
 
 log = get_logger(__name__)
 
@@ -45,11 +46,13 @@ class Receiver:
         paths: DataPaths,
         bus: Publisher,
         index: IndexReader | None = None,
+        destinations: dict[str, Destination] | None = None,
     ) -> None:
         self._settings = settings
         self._bus = bus
         self._paths = paths
-        self._index = index  # for queries; None: no query service
+        self._index = index  # for queries and retrievals; None: neither
+        self._destinations = destinations or {}
         self._spool = Spool(paths.spool)
         self._listener: Listener | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -89,6 +92,15 @@ class Receiver:
             finder = Find(self._index, settings.ae_title, settings.query)
             for syntax in find.ABSTRACT_SYNTAXES:
                 handlers[syntax] = (finder, build_context(syntax, find.TRANSFER_SYNTAXES))
+            mover = Move(
+                self._index,
+                settings.ae_title,
+                settings.query,
+                self._destinations,
+                self._paths.accounts,
+            )
+            for syntax in move.ABSTRACT_SYNTAXES:
+                handlers[syntax] = (mover, build_context(syntax, find.TRANSFER_SYNTAXES))
         listener = Listener(settings, handlers, Storage(self._spool, intake))
         await listener.start()
         self._listener = listener

@@ -59,6 +59,11 @@ class QuerySettings(Section):
     max_matches: int = Field(
         default=10_000, ge=1, description="above this many matches a query is refused (0xA700)"
     )
+    max_retrieve: int = Field(
+        default=100_000,
+        ge=1,
+        description="above this many instances a retrieval (C-MOVE) is refused (0xA700)",
+    )
     timeout: float = Field(default=30.0, gt=0, description="seconds a query may read the index")
     scopes: dict[AETitle, list[str]] = Field(
         default_factory=dict,

@@ -166,7 +166,7 @@ def test_a_level_the_model_lacks_is_refused_with_the_reason(archive: Archive) ->
     assert found.final == "Error: DataSetDoesNotMatchSOPClass", found.output
     missing = findscu(server.port, ["PatientName"], model="-S")
     assert missing.matches == [] and missing.final == found.final
-    reasons = [event["reason"] for event in server.log_events("find.refused")]
+    reasons = [event["reason"] for event in server.log_events("query.refused")]
     assert reasons == [
         "the Study Root model has no PATIENT level",
         "Query/Retrieve Level '' is none of PATIENT, STUDY, SERIES, IMAGE",

@@ -13,7 +13,8 @@ from pynetdicom import AE
 from pynetdicom.dimse_messages import C_CANCEL_RQ, C_FIND_RQ
 from pynetdicom.dimse_primitives import C_CANCEL, C_FIND
 
-from services.receiver.find import STUDY_ROOT, encode
+from services.receiver.find import STUDY_ROOT
+from services.receiver.identifier import encode
 from tests.query.conftest import stored, study
 from tests.support import dcmtk
 from tests.support.query import findscu
@@ -137,7 +138,7 @@ def test_more_matches_than_allowed_are_refused_with_the_reason(archive: Archive)
     server = archive(receiver={"query": {"max_matches": 2}})
     found = findscu(server.port, ["QueryRetrieveLevel=STUDY", "AccessionNumber"])
     assert found.matches == [] and found.final == "Refused: OutOfResources", found.output
-    assert server.log_events("find.too_many")[0]["reason"] == "over 2 matches: narrow the query"
+    assert server.log_events("query.too_many")[0]["reason"] == "over 2 matches: narrow the query"
     narrowed = findscu(
         server.port, ["QueryRetrieveLevel=STUDY", "PatientName=Doe*", "AccessionNumber"]
     )
@@ -154,7 +155,7 @@ def test_an_index_that_cannot_be_read_fails_queries_and_stores_go_on(
     with ServerUnderTest(settings, roles=("receiver",), index=False) as server:
         found = findscu(server.port, ["QueryRetrieveLevel=STUDY", "AccessionNumber"])
         assert found.matches == [] and found.final == "Failed: UnableToProcess", found.output
-        reason = server.log_events("find.failed")[0]["reason"]
+        reason = server.log_events("query.failed")[0]["reason"]
         assert reason.startswith("the index cannot be read: OperationalError"), reason
         outcome = dcmtk.storescu(server.port, [sample("MR_small.dcm")])
         assert outcome.store_statuses == ["Success"], outcome.output
@@ -177,4 +178,4 @@ def test_an_undecodable_identifier_is_refused_and_the_association_goes_on(archiv
         peer.send(*message_pdus(identified(find, encode(good, IMPLICIT)), C_FIND_RQ))
         statuses = [command_status(peer.pdu()[1]) for _ in range(3)]
     assert statuses == [PENDING, None, 0x0000]
-    assert "undecodable identifier" in server.log_events("find.refused")[0]["reason"]
+    assert "undecodable identifier" in server.log_events("query.refused")[0]["reason"]

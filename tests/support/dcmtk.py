@@ -109,7 +109,13 @@ def dciodvfy_errors(path: Path) -> list[str]:
 @contextmanager
 def storescp(output: Path, *options: str) -> Iterator[int]:
     """DCMTK's ``storescp`` writing what it receives into ``output``; yields its port."""
-    port = free_tcp_port()
+    with storescp_on(output, free_tcp_port(), *options) as port:
+        yield port
+
+
+@contextmanager
+def storescp_on(output: Path, port: int, *options: str) -> Iterator[int]:
+    """DCMTK's ``storescp`` on ``port`` (a destination configured before it was up)."""
     process = subprocess.Popen(
         [require_tool("storescp"), "--output-directory", str(output), *options, str(port)],
         env=ENVIRONMENT,

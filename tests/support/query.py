@@ -53,3 +53,31 @@ def findscu(
     found = _FINAL.search(text)
     final = next(g for g in found.groups() if g) if found else "none"
     return Found(matches, final, text)
+
+
+_MOVE_FINAL = re.compile(r"Received Final Move Response \(([^)]*)\)")
+
+
+@dataclass(frozen=True)
+class Moved:
+    final: str  # as movescu names it: "Success", "Warning", "Failed: ..."
+    output: str
+
+
+def movescu(
+    port: int,
+    keys: Sequence[str],
+    destination: str,
+    *,
+    model: str = "-S",
+    calling_ae: str = "MOVESCU",
+) -> Moved:
+    """Ask the server to move what ``keys`` name to ``destination`` (an AE title)."""
+    command = [require_tool("movescu"), "-v", model, "-aet", calling_ae, "-aec", "STORE_SERVER"]
+    command += ["-aem", destination]
+    for key in keys:
+        command += ["-k", key]
+    completed = run([*command, "127.0.0.1", str(port)], timeout=120, env=ENVIRONMENT)
+    text = completed.stdout + completed.stderr
+    found = _MOVE_FINAL.search(text)
+    return Moved(found.group(1) if found else "none", text)

@@ -135,11 +135,20 @@ def command_status(body: bytes) -> int | None:
     """The Status of a P-DATA-TF body holding one command PDV; None for a data set PDV."""
     if not body[5] & 0x01:
         return None
+    status = command_numbers(body).get(0x0900)
+    if status is None:
+        raise AssertionError("no Status in the command")
+    return status
+
+
+def command_numbers(body: bytes) -> dict[int, int]:
+    """The US elements of the command in a P-DATA-TF body (one PDV), by element number."""
     command = body[6:]
+    found: dict[int, int] = {}
     at = 0
     while at < len(command):
         group, element, length = struct.unpack("<HHL", command[at : at + 8])
-        if (group, element) == (0x0000, 0x0900):
-            return int(struct.unpack("<H", command[at + 8 : at + 10])[0])
+        if group == 0x0000 and length == 2:
+            found[element] = int(struct.unpack("<H", command[at + 8 : at + 10])[0])
         at += 8 + length
-    raise AssertionError("no Status in the command")
+    return found
