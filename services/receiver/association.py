@@ -17,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections.abc import AsyncIterator
 from typing import Any
+
+from pydicom.uid import UID
 
 from services.receiver import dimse, upper_layer
 from services.receiver.dimse import Command, CommandError, Reply
@@ -37,7 +40,8 @@ log = get_logger("services.receiver")
 
 PROCESSING_FAILURE = 0x0110
 # Requests answered in steps, which the peer may cancel while they run.
-CANCELLABLE = frozenset({dimse.C_FIND, dimse.C_MOVE})
+CANCELLABLE = frozenset({dimse.C_FIND, dimse.C_MOVE, dimse.C_GET})
+UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 
 
 class Association:
@@ -66,6 +70,8 @@ class Association:
         self._window = asyncio.Semaphore(agreement.operations)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._cancellable: dict[int, Progress] = {}  # by Message ID
+        self._awaiting: dict[int, asyncio.Future[Command]] = {}  # our requests, by Message ID
+        self._next_message_id = 0
         link.working = lambda: bool(self._in_flight)
         self._started = time.monotonic()
         self.instances = 0
@@ -88,6 +94,9 @@ class Association:
             if self._pending is not None:
                 self._pending[2].discard()  # a data set cut off: nothing kept, nothing sent on
                 self._pending = None
+            for waiting in self._awaiting.values():  # our C-STOREs: no answer will come
+                if not waiting.done():
+                    waiting.set_exception(PeerGone("the association ended"))
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
 
@@ -161,7 +170,7 @@ class Association:
                 f"command 0x{command.field:04X} on {abstract}, which does not take it",
                 UNEXPECTED_PDU,
             )
-        progress = Progress(lambda reply: self._send_reply(command, reply))
+        progress = Progress(lambda reply: self._send_reply(command, reply), self)
         request = Request(command, abstract, str(context.transfer_syntax[0]), self.peer, progress)
         return request, handler
 
@@ -175,11 +184,72 @@ class Association:
         if command.field == dimse.C_CANCEL:
             self._cancel(command)
             return
+        if command.is_response:
+            self._responded(command)
+            return
         request, handler = self._request(command)
         if command.has_data_set:
             self._pending = (request, handler, handler.receive(request))
         else:
             await self._dispatch(request, handler.perform(request))
+
+    def _responded(self, command: Command) -> None:
+        waiting = self._awaiting.pop(command.responding_to, None)
+        if waiting is None or command.has_data_set:
+            raise ProtocolError(
+                f"a response to message {command.responding_to}, which we did not send",
+                UNEXPECTED_PDU,
+            )
+        if not waiting.done():
+            waiting.set_result(command)
+
+    def context_for(self, sop_class: str, transfer_syntax: str) -> tuple[int, str] | None:
+        agreement = self._agreement
+        if sop_class not in agreement.peer_scp_classes:
+            return None
+        offered = {
+            str(context.transfer_syntax[0]): context_id
+            for context_id, context in agreement.contexts.items()
+            if str(context.abstract_syntax) == sop_class
+        }
+        for syntax in (transfer_syntax, *UNCOMPRESSED):
+            if syntax in offered and (syntax == transfer_syntax or not UID(syntax).is_compressed):
+                return offered[syntax], syntax
+        return None
+
+    async def store(
+        self,
+        context_id: int,
+        sop_class: str,
+        sop_instance: str,
+        fragments: AsyncIterator[bytes],
+        origin: tuple[str, int],
+    ) -> int:
+        self._next_message_id = self._next_message_id % 0xFFFF + 1
+        message_id = self._next_message_id
+        answered: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
+        self._awaiting[message_id] = answered
+        peer_max = self._agreement.peer_max_pdu
+        try:
+            await self.link.send(
+                *dimse.store_request(
+                    context_id, message_id, sop_class, sop_instance, peer_max, origin
+                )
+            )
+            # Each PDU within the peer's maximum length: a PDV's header takes 6 bytes of it.
+            largest = peer_max - 6 if peer_max else 1024 * 1024
+            held = b""
+            async for fragment in fragments:
+                held += fragment
+                while len(held) > largest:
+                    await self.link.send(dimse.data_pdu(context_id, held[:largest], last=False))
+                    held = held[largest:]
+            await self.link.send(dimse.data_pdu(context_id, held, last=True))
+            async with asyncio.timeout(self._dimse_timeout):
+                response = await answered
+        finally:
+            self._awaiting.pop(message_id, None)
+        return response.status if response.status is not None else 0xC000
 
     def _cancel(self, command: Command) -> None:
         if command.has_data_set:

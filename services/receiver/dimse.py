@@ -24,6 +24,7 @@ from pynetdicom import dimse_messages, dimse_primitives
 from pynetdicom.pdu import P_DATA_TF
 
 C_STORE = 0x0001
+C_GET = 0x0010
 C_FIND = 0x0020
 C_MOVE = 0x0021
 C_ECHO = 0x0030
@@ -38,6 +39,7 @@ RESPONSES: dict[int, tuple[type[Any], type[dimse_messages.DIMSEMessage]]] = {
     C_STORE: (dimse_primitives.C_STORE, dimse_messages.C_STORE_RSP),
     C_FIND: (dimse_primitives.C_FIND, dimse_messages.C_FIND_RSP),
     C_MOVE: (dimse_primitives.C_MOVE, dimse_messages.C_MOVE_RSP),
+    C_GET: (dimse_primitives.C_GET, dimse_messages.C_GET_RSP),
     C_ECHO: (dimse_primitives.C_ECHO, dimse_messages.C_ECHO_RSP),
     N_SET: (dimse_primitives.N_SET, dimse_messages.N_SET_RSP),
     N_CREATE: (dimse_primitives.N_CREATE, dimse_messages.N_CREATE_RSP),
@@ -56,6 +58,7 @@ _UID_ELEMENTS = {
     0x1001: "RequestedSOPInstanceUID",
 }
 _COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE = 0x0100, 0x0110, 0x0120, 0x0800
+_STATUS = 0x0900
 _MOVE_DESTINATION = 0x0600
 _HEADER = struct.Struct("<HHL")
 _US = struct.Struct("<H")
@@ -72,6 +75,11 @@ class Command:
     uids: dict[str, str]
     responding_to: int = 0  # Message ID Being Responded To: what a C-CANCEL-RQ cancels
     move_destination: str = ""  # a C-MOVE-RQ's Move Destination (AE title)
+    status: int | None = None  # a response's
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.field & 0x8000)
 
     def uid(self, keyword: str) -> str:
         """A UID element of the command set, '' when absent (values arrive NUL-padded)."""
@@ -116,7 +124,7 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
                 f"{end - at} remain"
             )
         if group == 0x0000:
-            if element in (_COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE):
+            if element in (_COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE, _STATUS):
                 numbers[element] = _unsigned_short(element, view[at : at + length])
             elif element == _MOVE_DESTINATION and length:
                 destination = bytes(view[at : at + length]).decode("latin-1").strip("\0 ")
@@ -139,6 +147,7 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
         uids,
         numbers.get(_RESPONDING_TO) or 0,
         destination,
+        numbers.get(_STATUS),
     )
 
 
@@ -166,6 +175,40 @@ def _uid(value: str) -> bytes:
 
 def _element(element: int, value: bytes) -> bytes:
     return struct.pack("<HHL", 0x0000, element, len(value)) + value
+
+
+def store_request(
+    context_id: int,
+    message_id: int,
+    sop_class: str,
+    sop_instance: str,
+    peer_max_pdu: int,
+    origin: tuple[str, int] | None = None,
+) -> list[bytes]:
+    """The PDUs of a C-STORE-RQ's command set (its data set follows in :func:`data_pdus`);
+    ``origin``: the C-MOVE or C-GET it is a sub-operation of (AE title, Message ID)."""
+    primitive = dimse_primitives.C_STORE()
+    primitive.MessageID = message_id
+    primitive.AffectedSOPClassUID = sop_class
+    primitive.AffectedSOPInstanceUID = sop_instance
+    primitive.Priority = 0x0002  # low: a retrieval gives way to what modalities send
+    if origin is not None:
+        primitive.MoveOriginatorApplicationEntityTitle, primitive.MoveOriginatorMessageID = origin
+    message = dimse_messages.C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    message.command_set.CommandDataSetType = 0x0001
+    largest = peer_max_pdu if peer_max_pdu == 0 else max(peer_max_pdu, 8)
+    pdus = []
+    for data in message.encode_msg(context_id, largest):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(data)
+        pdus.append(pdu.encode())
+    return pdus
+
+
+def data_pdu(context_id: int, fragment: bytes, last: bool) -> bytes:
+    """One P-DATA-TF PDU carrying a fragment of a data set."""
+    return _pdu(context_id, 0x02 if last else 0x00, fragment)
 
 
 def store_success(command: Command, peer_max_pdu: int) -> list[bytes]:

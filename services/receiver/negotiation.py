@@ -101,6 +101,9 @@ class Agreement:
     peer_max_pdu: int  # 0: unlimited
     operations: int  # requests the peer may have outstanding on us
     peer_implementation: str
+    # SOP classes the peer takes the SCP role for (role selection): we may send it C-STOREs
+    # on their contexts, as C-GET's sub-operations.
+    peer_scp_classes: frozenset[str] = frozenset()
 
 
 def read_request(encoded: bytes) -> Request:
@@ -219,6 +222,7 @@ def _negotiate(
         peer_max_pdu=int(request.primitive.maximum_length_received or 0),
         operations=operations,
         peer_implementation=str(request.primitive.implementation_class_uid or ""),
+        peer_scp_classes=frozenset(str(uid) for uid, (_, scp) in roles.items() if scp),
     )
     return agreement, encoded
 

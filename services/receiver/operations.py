@@ -10,7 +10,7 @@ the final one, and sees there whether the peer cancelled it (C-CANCEL-RQ).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,11 +27,36 @@ class Peer:
     port: int
 
 
+class SubOperations(Protocol):
+    """C-STOREs we send the peer on its own association (C-GET's sub-operations)."""
+
+    def context_for(self, sop_class: str, transfer_syntax: str) -> tuple[int, str] | None:
+        """An accepted context on which the peer takes the SCP role for ``sop_class``, in
+        ``transfer_syntax`` if there is one, else uncompressed; (context ID, its syntax)."""
+        ...
+
+    async def store(
+        self,
+        context_id: int,
+        sop_class: str,
+        sop_instance: str,
+        fragments: AsyncIterator[bytes],
+        origin: tuple[str, int],
+    ) -> int:
+        """Send a C-STORE-RQ with the data set ``fragments`` give; the peer's status."""
+        ...
+
+
 class Progress:
     """A request's way to the peer before its final reply."""
 
-    def __init__(self, send: Callable[[Reply], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        send: Callable[[Reply], Awaitable[None]] | None = None,
+        sub_operations: SubOperations | None = None,
+    ) -> None:
         self._send = send
+        self.sub_operations = sub_operations
         self.cancelled = False
 
     async def pending(self, reply: Reply) -> None:

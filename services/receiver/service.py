@@ -16,8 +16,9 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import ALL_TRANSFER_SYNTAXES, DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.presentation import PresentationContext, build_context
 
-from services.receiver import find, move, mpps, verification
+from services.receiver import find, get, move, mpps, verification
 from services.receiver.find import Find
+from services.receiver.get import Get
 from services.receiver.intake import Intake
 from services.receiver.listener import Listener
 from services.receiver.move import Move
@@ -96,11 +97,14 @@ class Receiver:
                 self._index,
                 settings.ae_title,
                 settings.query,
-                self._destinations,
                 self._paths.accounts,
+                self._destinations,
             )
             for syntax in move.ABSTRACT_SYNTAXES:
                 handlers[syntax] = (mover, build_context(syntax, find.TRANSFER_SYNTAXES))
+            getter = Get(self._index, settings.ae_title, settings.query, self._paths.accounts)
+            for syntax in get.ABSTRACT_SYNTAXES:
+                handlers[syntax] = (getter, build_context(syntax, find.TRANSFER_SYNTAXES))
         listener = Listener(settings, handlers, Storage(self._spool, intake))
         await listener.start()
         self._listener = listener

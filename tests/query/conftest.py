@@ -36,11 +36,12 @@ def study(
     return paths
 
 
-def stored(server: ServerUnderTest, paths: list[Path]) -> None:
-    """Send ``paths`` with storescu and wait until the index holds them."""
+def stored(server: ServerUnderTest, paths: list[Path], *options: str) -> None:
+    """Send ``paths`` with storescu (and its ``options``) and wait until the index holds
+    them."""
     assert server.running is not None
     before = server.call(counts(server.running.index))[2]
-    outcome = dcmtk.storescu(server.port, paths)
+    outcome = dcmtk.storescu(server.port, paths, options=options)
     assert set(outcome.store_statuses) == {"Success"}, outcome.output
     server.call(wait_for_instances(server.running.index, before + len(paths)))
 

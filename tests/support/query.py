@@ -81,3 +81,25 @@ def movescu(
     text = completed.stdout + completed.stderr
     found = _MOVE_FINAL.search(text)
     return Moved(found.group(1) if found else "none", text)
+
+
+_GET_RESPONSE = re.compile(r"Received C-GET Response \(([^)]*)\)")
+
+
+def getscu(
+    port: int,
+    keys: Sequence[str],
+    output: Path,
+    *,
+    model: str = "-S",
+    options: Sequence[str] = (),
+) -> Moved:
+    """Retrieve what ``keys`` name on the same association into ``output``."""
+    command = [require_tool("getscu"), "-v", model, "-aet", "GETSCU", "-aec", "STORE_SERVER"]
+    command += ["-od", str(output), *options]
+    for key in keys:
+        command += ["-k", key]
+    completed = run([*command, "127.0.0.1", str(port)], timeout=120, env=ENVIRONMENT)
+    text = completed.stdout + completed.stderr
+    statuses = [s for s in _GET_RESPONSE.findall(text) if s != "Pending"]
+    return Moved(statuses[-1] if statuses else "none", text)
