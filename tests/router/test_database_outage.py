@@ -13,8 +13,8 @@ from tests.support.proxy import BrokerProxy
 
 
 def test_router_rides_out_a_database_outage(
+    database_proxy: tuple[BrokerProxy, str],  # set up first, so torn down after the server
     start_server: StartServer,
-    database_proxy: tuple[BrokerProxy, str],
     tmp_path: Path,
     study_uid: str,
 ) -> None:
