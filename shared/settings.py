@@ -179,6 +179,11 @@ class DataPaths:
         return self.data_dir / "quarantine"
 
     @property
+    def commitments(self) -> Path:
+        """Storage commitment transactions not yet reported."""
+        return self.data_dir / "commitments"
+
+    @property
     def accounts(self) -> Path:
         return self.data_dir / "accounts"
 

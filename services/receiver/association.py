@@ -72,6 +72,7 @@ class Association:
         self._cancellable: dict[int, Progress] = {}  # by Message ID
         self._awaiting: dict[int, asyncio.Future[Command]] = {}  # our requests, by Message ID
         self._next_message_id = 0
+        self._ended = False
         link.working = lambda: bool(self._in_flight)
         self._started = time.monotonic()
         self.instances = 0
@@ -94,7 +95,8 @@ class Association:
             if self._pending is not None:
                 self._pending[2].discard()  # a data set cut off: nothing kept, nothing sent on
                 self._pending = None
-            for waiting in self._awaiting.values():  # our C-STOREs: no answer will come
+            self._ended = True
+            for waiting in self._awaiting.values():  # our requests: no answer will come
                 if not waiting.done():
                     waiting.set_exception(PeerGone("the association ended"))
             if self._in_flight:
@@ -217,6 +219,11 @@ class Association:
                 return offered[syntax], syntax
         return None
 
+    @property
+    def open(self) -> bool:
+        """Whether requests of ours can still be sent on this association."""
+        return not self._ended and not self.link.closed
+
     async def store(
         self,
         context_id: int,
@@ -225,21 +232,43 @@ class Association:
         fragments: AsyncIterator[bytes],
         origin: tuple[str, int],
     ) -> int:
+        message_id = self._message_id()
+        command = dimse.store_request(
+            context_id, message_id, sop_class, sop_instance, self._agreement.peer_max_pdu, origin
+        )
+        return await self._ask(message_id, context_id, command, fragments)
+
+    async def event_report(
+        self, context_id: int, sop_class: str, sop_instance: str, event_type: int, data: bytes
+    ) -> int:
+        message_id = self._message_id()
+        command = dimse.event_report_request(
+            context_id,
+            message_id,
+            sop_class,
+            sop_instance,
+            event_type,
+            self._agreement.peer_max_pdu,
+        )
+        return await self._ask(message_id, context_id, command, _once(data))
+
+    def _message_id(self) -> int:
         self._next_message_id = self._next_message_id % 0xFFFF + 1
-        message_id = self._next_message_id
+        return self._next_message_id
+
+    async def _ask(
+        self, message_id: int, context_id: int, command: list[bytes], data: AsyncIterator[bytes]
+    ) -> int:
+        """Send a request of ours and its data set; the peer's status."""
         answered: asyncio.Future[Command] = asyncio.get_running_loop().create_future()
         self._awaiting[message_id] = answered
         peer_max = self._agreement.peer_max_pdu
         try:
-            await self.link.send(
-                *dimse.store_request(
-                    context_id, message_id, sop_class, sop_instance, peer_max, origin
-                )
-            )
+            await self.link.send(*command)
             # Each PDU within the peer's maximum length: a PDV's header takes 6 bytes of it.
             largest = peer_max - 6 if peer_max else 1024 * 1024
             held = b""
-            async for fragment in fragments:
+            async for fragment in data:
                 held += fragment
                 while len(held) > largest:
                     await self.link.send(dimse.data_pdu(context_id, held[:largest], last=False))
@@ -318,3 +347,7 @@ class Association:
             "peer_address": self.peer.address,
             "peer_port": self.peer.port,
         }
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

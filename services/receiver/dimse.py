@@ -29,7 +29,9 @@ C_FIND = 0x0020
 C_MOVE = 0x0021
 C_ECHO = 0x0030
 C_CANCEL = 0x0FFF
+N_EVENT_REPORT = 0x0100
 N_SET = 0x0120
+N_ACTION = 0x0130
 N_CREATE = 0x0140
 NO_DATA_SET = 0x0101
 LONGEST_COMMAND = 64 * 1024  # a command set is a few hundred bytes; this bounds a hostile one
@@ -42,6 +44,7 @@ RESPONSES: dict[int, tuple[type[Any], type[dimse_messages.DIMSEMessage]]] = {
     C_GET: (dimse_primitives.C_GET, dimse_messages.C_GET_RSP),
     C_ECHO: (dimse_primitives.C_ECHO, dimse_messages.C_ECHO_RSP),
     N_SET: (dimse_primitives.N_SET, dimse_messages.N_SET_RSP),
+    N_ACTION: (dimse_primitives.N_ACTION, dimse_messages.N_ACTION_RSP),
     N_CREATE: (dimse_primitives.N_CREATE, dimse_messages.N_CREATE_RSP),
 }
 
@@ -58,8 +61,10 @@ _UID_ELEMENTS = {
     0x1001: "RequestedSOPInstanceUID",
 }
 _COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE = 0x0100, 0x0110, 0x0120, 0x0800
-_STATUS = 0x0900
+_STATUS, _ACTION_TYPE = 0x0900, 0x1008
 _MOVE_DESTINATION = 0x0600
+_REQUIRED_NUMBERS = frozenset({_COMMAND_FIELD, _MESSAGE_ID, _DATA_SET_TYPE})
+_NUMBERS = frozenset({_RESPONDING_TO, _STATUS, _ACTION_TYPE})
 _HEADER = struct.Struct("<HHL")
 _US = struct.Struct("<H")
 
@@ -76,6 +81,7 @@ class Command:
     responding_to: int = 0  # Message ID Being Responded To: what a C-CANCEL-RQ cancels
     move_destination: str = ""  # a C-MOVE-RQ's Move Destination (AE title)
     status: int | None = None  # a response's
+    action_type: int | None = None  # an N-ACTION-RQ's Action Type ID
 
     @property
     def is_response(self) -> bool:
@@ -124,8 +130,10 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
                 f"{end - at} remain"
             )
         if group == 0x0000:
-            if element in (_COMMAND_FIELD, _MESSAGE_ID, _RESPONDING_TO, _DATA_SET_TYPE, _STATUS):
+            if element in _REQUIRED_NUMBERS:
                 numbers[element] = _unsigned_short(element, view[at : at + length])
+            elif element in _NUMBERS and length == _US.size:  # only read, never required
+                numbers[element] = int(_US.unpack(view[at : at + length])[0])
             elif element == _MOVE_DESTINATION and length:
                 destination = bytes(view[at : at + length]).decode("latin-1").strip("\0 ")
             elif element in _UID_ELEMENTS and length:
@@ -148,6 +156,7 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
         numbers.get(_RESPONDING_TO) or 0,
         destination,
         numbers.get(_STATUS),
+        numbers.get(_ACTION_TYPE),
     )
 
 
@@ -185,7 +194,7 @@ def store_request(
     peer_max_pdu: int,
     origin: tuple[str, int] | None = None,
 ) -> list[bytes]:
-    """The PDUs of a C-STORE-RQ's command set (its data set follows in :func:`data_pdus`);
+    """The PDUs of a C-STORE-RQ's command set (its data set follows in :func:`data_pdu`);
     ``origin``: the C-MOVE or C-GET it is a sub-operation of (AE title, Message ID)."""
     primitive = dimse_primitives.C_STORE()
     primitive.MessageID = message_id
@@ -194,7 +203,32 @@ def store_request(
     primitive.Priority = 0x0002  # low: a retrieval gives way to what modalities send
     if origin is not None:
         primitive.MoveOriginatorApplicationEntityTitle, primitive.MoveOriginatorMessageID = origin
-    message = dimse_messages.C_STORE_RQ()
+    return _request_command(primitive, dimse_messages.C_STORE_RQ, context_id, peer_max_pdu)
+
+
+def event_report_request(
+    context_id: int,
+    message_id: int,
+    sop_class: str,
+    sop_instance: str,
+    event_type: int,
+    peer_max_pdu: int,
+) -> list[bytes]:
+    """The PDUs of an N-EVENT-REPORT-RQ's command set (its event information follows)."""
+    primitive = dimse_primitives.N_EVENT_REPORT()
+    primitive.MessageID = message_id
+    primitive.AffectedSOPClassUID = sop_class
+    primitive.AffectedSOPInstanceUID = sop_instance
+    primitive.EventTypeID = event_type
+    message_class = dimse_messages.N_EVENT_REPORT_RQ
+    return _request_command(primitive, message_class, context_id, peer_max_pdu)
+
+
+def _request_command(
+    primitive: Any, message_class: type[Any], context_id: int, peer_max_pdu: int
+) -> list[bytes]:
+    """A request's command set, saying a data set follows."""
+    message = message_class()
     message.primitive_to_message(primitive)
     message.command_set.CommandDataSetType = 0x0001
     largest = peer_max_pdu if peer_max_pdu == 0 else max(peer_max_pdu, 8)

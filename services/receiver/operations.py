@@ -28,7 +28,13 @@ class Peer:
 
 
 class SubOperations(Protocol):
-    """C-STOREs we send the peer on its own association (C-GET's sub-operations)."""
+    """Requests we send the peer on its own association: C-GET's C-STORE sub-operations,
+    storage commitment's N-EVENT-REPORT."""
+
+    @property
+    def open(self) -> bool:
+        """Whether the association is still there to send on."""
+        ...
 
     def context_for(self, sop_class: str, transfer_syntax: str) -> tuple[int, str] | None:
         """An accepted context on which the peer takes the SCP role for ``sop_class``, in
@@ -44,6 +50,12 @@ class SubOperations(Protocol):
         origin: tuple[str, int],
     ) -> int:
         """Send a C-STORE-RQ with the data set ``fragments`` give; the peer's status."""
+        ...
+
+    async def event_report(
+        self, context_id: int, sop_class: str, sop_instance: str, event_type: int, data: bytes
+    ) -> int:
+        """Send an N-EVENT-REPORT-RQ with its event information; the peer's status."""
         ...
 
 

@@ -16,7 +16,8 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import ALL_TRANSFER_SYNTAXES, DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.presentation import PresentationContext, build_context
 
-from services.receiver import find, get, move, mpps, verification
+from services.receiver import commitment, find, get, move, mpps, verification
+from services.receiver.commitment import Commitment, Journal
 from services.receiver.find import Find
 from services.receiver.get import Get
 from services.receiver.intake import Intake
@@ -56,6 +57,7 @@ class Receiver:
         self._destinations = destinations or {}
         self._spool = Spool(paths.spool)
         self._listener: Listener | None = None
+        self._commitment: Commitment | None = None
         self._executor: ThreadPoolExecutor | None = None
 
     @property
@@ -105,9 +107,23 @@ class Receiver:
             getter = Get(self._index, settings.ae_title, settings.query, self._paths.accounts)
             for syntax in get.ABSTRACT_SYNTAXES:
                 handlers[syntax] = (getter, build_context(syntax, find.TRANSFER_SYNTAXES))
+            self._commitment = Commitment(
+                self._index,
+                settings.ae_title,
+                settings.commitment,
+                Journal(self._paths.commitments),
+                self._paths.accounts,
+                self._destinations,
+            )
+            handlers[commitment.SOP_CLASS] = (
+                self._commitment,
+                build_context(commitment.SOP_CLASS, find.TRANSFER_SYNTAXES),
+            )
         listener = Listener(settings, handlers, Storage(self._spool, intake))
         await listener.start()
         self._listener = listener
+        if self._commitment is not None:
+            self._commitment.resume()
 
     def problem(self) -> str | None:
         return None if self._listener is not None else "not listening"
@@ -116,6 +132,8 @@ class Receiver:
         if self._listener is not None:
             await self._listener.stop(self._settings.shutdown_grace)
             self._listener = None
+        if self._commitment is not None:
+            await self._commitment.stop()
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown)
             self._executor = None

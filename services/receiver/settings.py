@@ -72,6 +72,24 @@ class QuerySettings(Section):
     )
 
 
+class CommitmentSettings(Section):
+    """Storage commitment: how long to wait for instances, and for the requester."""
+
+    wait: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds to wait for the instances of a request to be filed and indexed; "
+        "those still missing are then reported failed",
+    )
+    poll_interval: float = Field(default=1.0, gt=0)
+    retry: float = Field(
+        default=30.0, gt=0, description="seconds between tries to report on a new association"
+    )
+    give_up_after: float = Field(
+        default=86_400.0, gt=0, description="seconds after the request to stop trying to report"
+    )
+
+
 class ReceiverSettings(Section):
     """The DICOM listener."""
 
@@ -126,6 +144,7 @@ class ReceiverSettings(Section):
     )
     tls: TLSSettings = Field(default_factory=TLSSettings)
     query: QuerySettings = Field(default_factory=QuerySettings)
+    commitment: CommitmentSettings = Field(default_factory=CommitmentSettings)
 
     @field_validator("user_identities", mode="before")
     @classmethod

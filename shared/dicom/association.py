@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.uid import UID
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 
@@ -81,9 +81,12 @@ def check_host(peer: Peer) -> None:
         raise NetError(_unknown_host(peer, error)) from None
 
 
-def associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Association:
+def associate(
+    peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]], scp_of: tuple[UID, ...] = ()
+) -> Association:
     """An established association with ``peer`` proposing ``contexts`` (abstract syntax,
-    transfer syntaxes; none: pynetdicom's defaults); :class:`NetError` saying why not."""
+    transfer syntaxes; none: pynetdicom's defaults), and proposing to act as the SCP of the
+    ``scp_of`` SOP classes (role selection); :class:`NetError` saying why not."""
     ae = AE(ae_title=peer.calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = peer.timeout
     ae.connection_timeout = peer.timeout
@@ -103,6 +106,7 @@ def associate(peer: Peer, contexts: list[tuple[UID, tuple[UID, ...]]]) -> Associ
     options: dict[str, Any] = {
         "ae_title": peer.called_aet,
         "evt_handlers": [(evt.EVT_PDU_RECV, on_pdu)],
+        "ext_neg": [build_role(uid, scu_role=False, scp_role=True) for uid in scp_of],
     }
     if peer.tls is not None:
         options["tls_args"] = (peer.tls, peer.host)

@@ -43,6 +43,7 @@ __all__ = [
     "client_tls_context",
     "collect_files",
     "echo",
+    "report_event",
     "send",
 ]
 
@@ -113,6 +114,23 @@ def echo(
         raise NetError(f"{peer}: no answer to C-ECHO (timed out or aborted)")
     status = int(response.Status)
     return EchoResult(status, code_to_category(status), time.perf_counter() - started)
+
+
+def report_event(
+    peer: Peer, sop_class: str, sop_instance: str, event_type: int, information: Dataset
+) -> int:
+    """Send an N-EVENT-REPORT on a new association of ours, as the SCP of ``sop_class``
+    (storage commitment's report to a requester that has gone); the peer's status."""
+    association = associate(peer, [(UID(sop_class), ())], scp_of=(UID(sop_class),))
+    try:
+        response, _ = association.send_n_event_report(
+            information, event_type, UID(sop_class), UID(sop_instance)
+        )
+    finally:
+        association.release()
+    if "Status" not in response:
+        raise NetError(f"{peer}: no answer to N-EVENT-REPORT (timed out or aborted)")
+    return int(response.Status)
 
 
 def collect_files(paths: Iterable[Path | str]) -> list[Path]:
