@@ -17,6 +17,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.forwarder import Forwarder
 from services.indexer import Indexer
 from services.receiver import Receiver
 from services.router import Router
@@ -110,6 +111,20 @@ async def _start_router(running: Running) -> Service:
     return router
 
 
+async def _start_forwarder(running: Running) -> Service:
+    settings = running.settings
+    forwarder = Forwarder(
+        settings.forwarder,
+        settings.paths,
+        running.bus,
+        running.index,
+        settings.destinations,
+        settings.receiver.ae_title,
+    )
+    await forwarder.start()
+    return forwarder
+
+
 async def _start_scansheet(running: Running) -> Service:
     settings = running.settings
     scansheets = ScanSheets(
@@ -126,10 +141,12 @@ async def _start_scansheet(running: Running) -> Service:
 Starter = Callable[[Running], Awaitable[Service]]
 
 # In start order: the receiver last, so that it stops first. The scan-sheet service starts
-# first and so stops last, after the router and indexer have filed and indexed what they had.
+# first and so stops last, after the router and indexer have filed and indexed what they had;
+# the forwarder stops after the router, so that it takes up what the router filed.
 STARTERS: dict[str, Starter] = {
     "scansheet": _start_scansheet,
     "indexer": _start_indexer,
+    "forwarder": _start_forwarder,
     "router": _start_router,
     "receiver": _start_receiver,
 }

@@ -31,6 +31,7 @@ ROLE_CHECKS = {
     "receiver": ("process", "receiver", "disk", "bus"),
     "router": ("process", "bus", "database", "disk"),
     "indexer": ("process", "bus", "database"),
+    "forwarder": ("process", "bus", "database"),
     "scansheet": ("process", "bus", "database"),
 }
 

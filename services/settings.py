@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from services.forwarder import ForwarderSettings
 from services.indexer import IndexerSettings
 from services.receiver import ReceiverSettings
 from services.router import AccountSeed, RouterSettings
@@ -67,8 +68,21 @@ class Settings(BaseSettings):
     scansheet: ScanSheetSettings = Field(default_factory=ScanSheetSettings)
     accounts: list[AccountSeed] = Field(default_factory=list)
     destinations: dict[AETitle, Destination] = Field(
-        default_factory=dict, description="DICOM nodes by AE title: C-MOVE destinations"
+        default_factory=dict,
+        description="DICOM nodes by AE title: C-MOVE destinations, forwarding, reports",
     )
+    forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings)
+
+    @model_validator(mode="after")
+    def _rules_send_somewhere_known(self) -> Settings:
+        for index, rule in enumerate(self.forwarder.rules):
+            if rule.destination not in self.destinations:
+                raise ValueError(
+                    f"forwarder.rules[{index}].destination: {rule.destination!r} is not one "
+                    "of [destinations]"
+                )
+        return self
+
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -14,6 +14,7 @@ SERVICE_HELP = {
     "router": "one router worker: files received instances into their accounts",
     "indexer": "one indexer worker: indexes filed instances in the database",
     "scansheet": "one scan-sheet worker: writes the sheet of each completed study",
+    "forwarder": "one forwarder: sends instances and studies on to other nodes by rule",
 }
 
 

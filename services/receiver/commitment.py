@@ -32,8 +32,7 @@ from services.receiver.settings import CommitmentSettings
 from services.receiver.upper_layer import PeerGone
 from shared.db.reader import IndexReader
 from shared.db.schema import instances
-from shared.dicom.association import Peer
-from shared.dicom.net import NetError, client_tls_context, report_event
+from shared.dicom.net import NetError, peer_of, report_event
 from shared.files import atomic_write_bytes, fsync_directory
 from shared.log import get_logger
 from shared.settings import Destination
@@ -280,17 +279,7 @@ class Commitment:
         destination = self._destinations.get(transaction.calling_ae)
         if destination is None:
             return f"no [destinations.{transaction.calling_ae}] to send the report to"
-        tls = None
-        if destination.tls:
-            tls = client_tls_context(destination.ca, destination.cert, destination.key)
-        peer = Peer(
-            destination.host,
-            destination.port,
-            transaction.calling_ae,
-            self._ae_title,
-            tls,
-            destination.timeout,
-        )
+        peer = peer_of(transaction.calling_ae, destination, self._ae_title)
         try:
             status = await asyncio.to_thread(
                 report_event, peer, SOP_CLASS, WELL_KNOWN_INSTANCE, event, report

@@ -17,7 +17,7 @@ from services.receiver.operations import Request
 from services.receiver.retrieve import Cancelled, Retrieval, Stored, Tally
 from services.receiver.settings import QuerySettings
 from shared.db.reader import IndexReader
-from shared.dicom.net import NetError, SendResult, client_tls_context, send
+from shared.dicom.net import NetError, SendResult, send_to
 from shared.log import get_logger
 from shared.settings import Destination
 
@@ -70,18 +70,12 @@ class Move(Retrieval):
             if request.progress.cancelled:
                 raise Cancelled
 
-        tls = None
-        if destination.tls:
-            tls = client_tls_context(destination.ca, destination.cert, destination.key)
         sending = partial(
-            send,
-            destination.host,
-            destination.port,
+            send_to,
+            name,
+            destination,
             list(by_path),
-            called_aet=name,
             calling_aet=self._ae_title,
-            tls=tls,
-            timeout=destination.timeout,
             progress=progress,
         )
         try:

@@ -33,6 +33,8 @@ TOPOLOGY: tuple[Consumer, ...] = (
     Consumer("indexer", ("instance.filed",)),
     # MPPS updates go to the scan-sheet service: a COMPLETED step completes its study.
     Consumer("scansheet", ("study.complete", "mpps.updated")),
+    # Forwarding by rule: each filed instance, and each completed study.
+    Consumer("forwarder", ("instance.filed", "study.complete")),
 )
 
 

@@ -273,3 +273,29 @@ study_moves = sa.Table(
     sa.Column("to_folder", sa.Text, nullable=False),
     sa.Column("started_at", Moment, nullable=False),
 )
+
+# Forwarding (migration 0008): one row per instance a rule sends to its destination. The
+# forwarder's consumer writes them ``pending``; its sender claims due ones (``sending``, with
+# a lease), and leaves them ``done``, ``pending`` again with a later ``next_attempt_at`` while
+# the destination is down, or ``failed`` once the destination has refused the instance
+# ``forwarder.max_refusals`` times.
+forwards = sa.Table(
+    "forwards",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("destination", sa.String(16), nullable=False),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),  # as filed, relative to the accounts root
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("refusals", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", Moment, nullable=False),
+    sa.Column("claimed_until", Moment, nullable=True),
+    sa.Column("created_at", Moment, nullable=False),
+    sa.Column("updated_at", Moment, nullable=False),
+    sa.UniqueConstraint("rule", "sop_instance_uid"),
+    sa.Index("ix_forwards_state_next_attempt_at", "state", "next_attempt_at"),
+)

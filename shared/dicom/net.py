@@ -31,6 +31,7 @@ from shared.dicom.association import (
 )
 from shared.dicom.contexts import UNCOMPRESSED, AssociationPlan, OutgoingInstance, plan_associations
 from shared.dicom.files import DicomFileError, read_dataset
+from shared.settings import Destination
 
 __all__ = [
     "DEFAULT_CALLED_AET",
@@ -43,8 +44,10 @@ __all__ = [
     "client_tls_context",
     "collect_files",
     "echo",
+    "peer_of",
     "report_event",
     "send",
+    "send_to",
 ]
 
 VERIFICATION = UID("1.2.840.10008.1.1")
@@ -181,6 +184,36 @@ def send(
         for result in _send_plan(peer, plan):
             record(result)
     return SendSummary(results)
+
+
+def peer_of(name: str, destination: Destination, calling_aet: str) -> Peer:
+    """The configured node ``[destinations.<name>]`` as a peer we call as ``calling_aet``."""
+    tls = None
+    if destination.tls:
+        tls = client_tls_context(destination.ca, destination.cert, destination.key)
+    return Peer(destination.host, destination.port, name, calling_aet, tls, destination.timeout)
+
+
+def send_to(
+    name: str,
+    destination: Destination,
+    paths: Iterable[Path | str],
+    *,
+    calling_aet: str,
+    progress: ProgressCallback | None = None,
+) -> SendSummary:
+    """:func:`send` to the configured node ``[destinations.<name>]``."""
+    peer = peer_of(name, destination, calling_aet)
+    return send(
+        peer.host,
+        peer.port,
+        paths,
+        called_aet=name,
+        calling_aet=calling_aet,
+        tls=peer.tls,
+        timeout=peer.timeout,
+        progress=progress,
+    )
 
 
 def client_tls_context(

@@ -10,8 +10,8 @@ import pytest
 from services.settings import load_settings
 from tests.support.deploy import COMPOSE_TLS, SECRETS, ComposeError, render_compose
 
-ROLES = ("receiver", "router", "indexer", "scansheet")
-INDEX_USERS = ("router", "indexer", "scansheet")
+ROLES = ("receiver", "router", "indexer", "scansheet", "forwarder")
+INDEX_USERS = ("router", "indexer", "scansheet", "forwarder")
 DATA = "/var/lib/store-server"
 
 

@@ -13,12 +13,13 @@ from tests.support.deploy import ROOT, SYSTEMD, read_unit
 from tests.support.process import run
 from tests.support.services import require_tool
 
-ROLES = ("receiver", "router", "indexer", "scansheet")
+ROLES = ("receiver", "router", "indexer", "scansheet", "forwarder")
 UNITS = {
     "receiver": "store-server-receiver.service",
     "router": "store-server-router@.service",
     "indexer": "store-server-indexer.service",
     "scansheet": "store-server-scansheet.service",
+    "forwarder": "store-server-forwarder.service",
 }
 CONFIG = "/etc/store-server/store-server.toml"
 EXECUTABLE = "/opt/store-server/bin/store-server"
