@@ -146,6 +146,20 @@ class StudyComplete(Message):
     last_received_at: AwareDatetime | None = None
 
 
+class StudyReady(Message):
+    """A study's scan sheet is written (or was already current): what comes after a study
+    (the forwarder's hooks) may run."""
+
+    kind: ClassVar[str] = "study.ready"
+    version: Literal[1] = 1
+    study_instance_uid: UID
+    account: str
+    folder: str = Field(description="the study folder, relative to the accounts root")
+    sheet_for: AwareDatetime | None = Field(
+        default=None, description="the study's last received time the sheet shows"
+    )
+
+
 MppsStatus = Literal["IN PROGRESS", "COMPLETED", "DISCONTINUED"]
 
 
@@ -170,7 +184,14 @@ class MppsUpdated(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     model.kind: model
-    for model in (InstanceReceived, InstanceRefused, InstanceFiled, StudyComplete, MppsUpdated)
+    for model in (
+        InstanceReceived,
+        InstanceRefused,
+        InstanceFiled,
+        StudyComplete,
+        StudyReady,
+        MppsUpdated,
+    )
 }
 
 

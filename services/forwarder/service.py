@@ -1,5 +1,6 @@
 """The forwarder service: rules met by filed instances and completed studies become jobs in
-the index; a sender sends due jobs to their destinations, one association per batch.
+the index; a sender sends due jobs to their destinations, one association per batch; and
+once a study's sheet is written, the hooks run (:mod:`services.forwarder.hooks`).
 
 Messages are acked once their jobs are recorded, so a destination down for hours holds no
 delivery: its jobs wait in the index, tried again with a growing backoff (``pending``, with
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from pydicom.datadict import tag_for_keyword
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.forwarder.hooks import run_hooks
 from services.forwarder.jobs import NewJob, record
 from services.forwarder.rules import Facts, met
 from services.forwarder.sender import Sender
@@ -26,7 +28,7 @@ from shared.dicom.header import HeaderReadError, read_header
 from shared.dicom.json_model import element_values
 from shared.dicom.values import as_text
 from shared.log import get_logger
-from shared.messages import InstanceFiled, StudyComplete
+from shared.messages import InstanceFiled, StudyComplete, StudyReady
 from shared.settings import DataPaths, Destination
 from shared.tasks import cancel_and_wait
 
@@ -58,7 +60,12 @@ class Forwarder:
 
     async def start(self) -> None:
         options = self._settings
-        routes = BatchRoutes(ROLE).on(InstanceFiled, self._filed).on(StudyComplete, self._complete)
+        routes = (
+            BatchRoutes(ROLE)
+            .on(InstanceFiled, self._filed)
+            .on(StudyComplete, self._complete)
+            .on(StudyReady, self._ready)
+        )
         self._subscription = await self._bus.consume_batch(
             ROLE,
             routes,
@@ -179,6 +186,15 @@ class Forwarder:
             values,
         )
         return facts, [(str(row.sop_instance_uid), str(row.path)) for row in rows]
+
+    async def _ready(self, deliveries: list[Delivery[StudyReady]]) -> None:
+        for delivery in deliveries:
+            try:
+                await run_hooks(
+                    self._settings.hooks, delivery.message, self._engine, self._paths.accounts
+                )
+            except (OSError, sa.exc.SQLAlchemyError) as error:
+                raise Retry(f"database unavailable: {error}") from error
 
     async def _record(self, jobs: list[NewJob]) -> None:
         if not jobs:

@@ -39,10 +39,22 @@ class ForwardRule(Section):
         return bool(self.modalities or self.tags)
 
 
+class Hook(Section):
+    """A command run once per study, after its scan sheet is written: the study folder is its
+    last argument, the study as `store-server study UID --json` shows it on its standard
+    input. No shell: the command is a list of arguments."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    command: list[str] = Field(min_length=1)
+    timeout: float = Field(default=300.0, gt=0, description="seconds before it is killed")
+    accounts: list[str] = Field(default_factory=list, description="empty: every account")
+
+
 class ForwarderSettings(Section):
     """Forwarding: the rules, batches, and patience with a destination that is down."""
 
     rules: list[ForwardRule] = Field(default_factory=list)
+    hooks: list[Hook] = Field(default_factory=list)
     batch_size: int = Field(default=50, ge=1, le=1000, description="instances per association")
     prefetch: int = Field(default=100, ge=1, le=10_000)
     max_wait_ms: int = Field(default=500, ge=0, le=60_000)
@@ -60,10 +72,10 @@ class ForwarderSettings(Section):
         default=600.0, gt=0, description="seconds a batch being sent stays claimed"
     )
 
-    @field_validator("rules")
+    @field_validator("rules", "hooks")
     @classmethod
-    def _unique_names(cls, value: list[ForwardRule]) -> list[ForwardRule]:
-        names = [rule.name for rule in value]
+    def _unique_names(cls, value: list[ForwardRule] | list[Hook]) -> list[ForwardRule] | list[Hook]:
+        names = [item.name for item in value]
         if len(set(names)) != len(names):
-            raise ValueError("two rules have the same name")
+            raise ValueError("two have the same name")
         return value

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db.schema import instances, series, studies
+from shared.messages import StudyReady
 
 CLAIMS_PER_POLL = 100  # an archive's first start must not announce every old study at once
 
@@ -127,6 +128,25 @@ async def sheet_is_current(connection: AsyncConnection, study_uid: str) -> bool:
     if row is None or row.sheet_written_for is None or row.last_received_at is None:
         return False
     return bool(row.sheet_written_for >= row.last_received_at)
+
+
+async def study_ready(connection: AsyncConnection, study_uid: str) -> StudyReady | None:
+    """The ``study.ready`` announcement of a study whose sheet is written; None otherwise."""
+    row = (
+        await connection.execute(
+            sa.select(studies.c.account, studies.c.study_folder, studies.c.sheet_written_for).where(
+                studies.c.study_instance_uid == study_uid
+            )
+        )
+    ).one_or_none()
+    if row is None or row.study_folder is None:
+        return None
+    return StudyReady(
+        study_instance_uid=study_uid,
+        account=row.account or "",
+        folder=row.study_folder,
+        sheet_for=row.sheet_written_for,
+    )
 
 
 async def indexed_instances(connection: AsyncConnection, sop_uids: Sequence[str]) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The scan-sheet service: the study monitor, and the consumer of the ``scansheet`` queue.
 
 ``study.complete``: the study's sheet is written (a redelivery for a sheet that is already
-current is acked without work). ``mpps.updated``: the step is recorded, and a COMPLETED step
-whose instances are all indexed completes its studies at once. Start: the thumbnail pool, the
+current writes nothing), then ``study.ready`` is published for the hooks. ``mpps.updated``: the
+step is recorded, and a COMPLETED step whose instances are all indexed completes its studies
+at once. Start: the thumbnail pool, the
 monitor, then the consumer. Stop: the monitor, the consumer (deliveries in hand finish), then
 the pool.
 """
@@ -14,7 +15,7 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scansheet.completion import sheet_is_current
+from services.scansheet.completion import sheet_is_current, study_ready
 from services.scansheet.content import UnknownStudy
 from services.scansheet.monitor import StudyMonitor
 from services.scansheet.settings import ScanSheetSettings
@@ -118,17 +119,24 @@ class ScanSheets:
     async def _complete(self, message: StudyComplete) -> None:
         uid = message.study_instance_uid
         async with self._engine.connect() as connection:
-            if await sheet_is_current(connection, uid):
-                log.info("scansheet.already_current", study_instance_uid=uid)
-                return
-        try:
-            await self.writer.write(uid)
-        except UnknownStudy as error:
-            raise Reject(str(error)) from None
-        except SheetError as error:
-            raise Reject(str(error)) from None
-        except OSError as error:
-            raise Retry(f"cannot write the sheet: {error}") from error
+            current = await sheet_is_current(connection, uid)
+        if current:
+            log.info("scansheet.already_current", study_instance_uid=uid)
+        else:
+            try:
+                await self.writer.write(uid)
+            except UnknownStudy as error:
+                raise Reject(str(error)) from None
+            except SheetError as error:
+                raise Reject(str(error)) from None
+            except OSError as error:
+                raise Retry(f"cannot write the sheet: {error}") from error
+        # Announced again for a sheet already current: a redelivery after a failed publish
+        # must still reach the hooks, which run once per sheet whatever they are told.
+        async with self._engine.connect() as connection:
+            ready = await study_ready(connection, uid)
+        if ready is not None:
+            await self._bus.publish(ready)
 
     async def _record(self, message: MppsUpdated) -> None:
         async with self._engine.begin() as connection:

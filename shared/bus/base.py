@@ -33,8 +33,9 @@ TOPOLOGY: tuple[Consumer, ...] = (
     Consumer("indexer", ("instance.filed",)),
     # MPPS updates go to the scan-sheet service: a COMPLETED step completes its study.
     Consumer("scansheet", ("study.complete", "mpps.updated")),
-    # Forwarding by rule: each filed instance, and each completed study.
-    Consumer("forwarder", ("instance.filed", "study.complete")),
+    # Forwarding by rule (each filed instance, each completed study), and the hooks that run
+    # once a study's sheet is written.
+    Consumer("forwarder", ("instance.filed", "study.complete", "study.ready")),
 )
 
 

@@ -25,6 +25,7 @@ class Action(enum.StrEnum):
     QUARANTINED = "quarantined"
     INDEXED = "indexed"
     SHEET_WRITTEN = "sheet_written"
+    HOOK_RAN = "hook_ran"
 
 
 @dataclass(frozen=True)
