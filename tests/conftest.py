@@ -90,9 +90,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path, free_port: int) -> Iterator[StartServer]:
-    """Start a server (embedded backend unless told otherwise); stopped after the test."""
-    started: list[ServerUnderTest] = []
+def start_server(
+    request: pytest.FixtureRequest, tmp_path: Path, free_port: int
+) -> Iterator[StartServer]:
+    """Start a server (embedded backend unless told otherwise); stopped after the test, before
+    any fixture is torn down (a database dropped under a running server would keep its stop
+    waiting on retries)."""
 
     def starter(
         backend: Backend | None = None,
@@ -109,9 +112,8 @@ def start_server(tmp_path: Path, free_port: int) -> Iterator[StartServer]:
             **overrides,
         )
         server = ServerUnderTest(settings, roles=roles).__enter__()
-        started.append(server)
+        # Registered now, after every fixture's teardown: so run before them all.
+        request.node.addfinalizer(lambda: server.__exit__(None, None, None))
         return server
 
     yield starter
-    for server in reversed(started):
-        server.__exit__(None, None, None)
