@@ -154,7 +154,7 @@ async def search(
     check_level(query.level, query.patient_root)
     columns = {**_columns(query.level), **(extra or {})}
     header_keys = [k for k in query.returned if k not in columns]
-    statement = _select(query, columns)
+    statement = _select(query, columns, connection.dialect.name)
     column_conditions = [c for c in query.conditions if c.keyword in columns]
     header_conditions = [c for c in query.conditions if c.keyword not in columns]
     candidates: list[Match] = []
@@ -180,7 +180,7 @@ async def search(
     return candidates
 
 
-def _select(query: Query, columns: dict[str, Any]) -> sa.Select[Any]:
+def _select(query: Query, columns: dict[str, Any], dialect: str = "sqlite") -> sa.Select[Any]:
     level = query.level
     selected = [c.label(k) for k, c in columns.items()]
     if level == "PATIENT":
@@ -190,7 +190,12 @@ def _select(query: Query, columns: dict[str, Any]) -> sa.Select[Any]:
             .group_by(patients.c.id)
         )
     else:
-        source: Any = studies.outerjoin(patients, studies.c.patient_fk == patients.c.id)
+        # Every indexed study has its patient; the join is outer only so that a row the indexer
+        # left without one still shows. A condition on the patient makes it inner, which lets
+        # the database start from the patient's index (a name, an ID) instead of every study.
+        on_patient = any(c.keyword in COLUMNS["PATIENT"] for c in query.conditions)
+        join = studies.join if on_patient else studies.outerjoin
+        source: Any = join(patients, studies.c.patient_fk == patients.c.id)
         key = studies.c.id
         if level in ("SERIES", "IMAGE"):
             source = source.join(series, series.c.study_fk == studies.c.id)
@@ -203,8 +208,15 @@ def _select(query: Query, columns: dict[str, Any]) -> sa.Select[Any]:
         column = columns.get(condition.keyword)
         prefix = condition.folded_prefix() if condition.keyword == "PatientName" else None
         if prefix is not None:
-            # patients.search_text is the name and ID folded: "muller hans pid-7"
-            statement = statement.where(patients.c.search_text.like(prefix + "%"))
+            # patients.search_text is the name and ID folded: "muller hans pid-7", letters,
+            # digits and spaces only, so neither GLOB's nor LIKE's wildcards can be in it.
+            # SQLite uses an index for GLOB (LIKE ignores case, which its index does not);
+            # PostgreSQL for LIKE, with the pattern operator class (migration 0007).
+            text = patients.c.search_text
+            if dialect == "sqlite":
+                statement = statement.where(text.op("GLOB")(prefix + "*"))
+            else:
+                statement = statement.where(text.like(prefix + "%"))
         elif column is not None and condition.keyword not in PATIENT_COUNTS:
             narrowed = _narrow(column, condition)
             if narrowed is not None:

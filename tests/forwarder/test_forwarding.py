@@ -77,33 +77,36 @@ def test_every_filed_instance_reaches_a_destination_that_was_down_once(
     assert states(server) == {"pending": 0, "sending": 0, "failed": 0, "done": 6}
 
 
-def test_a_study_rule_sends_completed_studies_that_meet_it_to_orthanc(
+def test_a_study_rule_sends_completed_studies_that_meet_it_to_orthanc_once_it_is_up(
     start_server: StartServer, tmp_path: Path
 ) -> None:
-    with orthanc(tmp_path / "orthanc", {}) as peer:
-        rules: list[dict[str, Any]] = [
-            {
-                "name": "mr-to-pacs",
-                "destination": "ORTHANC",
-                "when": "study",
-                "modalities": ["MR"],
-                "tags": {"StudyDescription": "Brain*"},
-            },
-            {"name": "ct-only", "destination": "ORTHANC", "when": "study", "modalities": ["CT"]},
-        ]
-        server = start_server(
-            scansheet={"stable_age": 1.0, "poll_interval": 0.1},
-            **forwarding(rules, ORTHANC=peer.dicom_port),
-        )
-        paths = study(tmp_path, "s", 2, 2, patient="Doe^Jane", AccessionNumber="ACC-O")
-        stored(server, paths)
-        wait_until(lambda: len(peer.call("GET", "/instances")) == 4, 60, "the study in Orthanc")
+    port = free_tcp_port()
+    rules: list[dict[str, Any]] = [
+        {
+            "name": "mr-to-pacs",
+            "destination": "ORTHANC",
+            "when": "study",
+            "modalities": ["MR"],
+            "tags": {"StudyDescription": "Brain*"},
+        },
+        {"name": "ct-only", "destination": "ORTHANC", "when": "study", "modalities": ["CT"]},
+    ]
+    server = start_server(
+        scansheet={"stable_age": 1.0, "poll_interval": 0.1, "thumbnail_workers": 1},
+        **forwarding(rules, ORTHANC=port),
+    )
+    paths = study(tmp_path, "s", 2, 2, patient="Doe^Jane", AccessionNumber="ACC-O")
+    stored(server, paths)
+    wait_until(lambda: server.log_events("forward.batch"), 30, "a try while Orthanc is down")
+    with orthanc(tmp_path / "orthanc", {}, dicom_port=port) as peer:
+        wait_until(lambda: states(server).get("done") == 4, 60, "the study sent")
+        instances = peer.call("GET", "/instances")
         [found] = peer.call("GET", "/studies?expand")
-        assert found["MainDicomTags"]["AccessionNumber"] == "ACC-O"
+    assert len(instances) == 4  # each once
+    assert found["MainDicomTags"]["AccessionNumber"] == "ACC-O"
     summary = states(server)
     assert summary["done"] == 4 and summary.get("failed", 0) == 0  # ct-only met nothing
-    queued = server.log_events("forward.queued")
-    assert sum(event["jobs"] for event in queued) == 4
+    assert sum(event["jobs"] for event in server.log_events("forward.queued")) == 4
 
 
 @contextmanager

@@ -39,10 +39,13 @@ class Orthanc:
 
 
 @contextmanager
-def orthanc(folder: Path, modalities: dict[str, tuple[str, int]]) -> Iterator[Orthanc]:
-    """Orthanc with ``modalities`` (name: (AE title, port) on 127.0.0.1) it can send to."""
+def orthanc(
+    folder: Path, modalities: dict[str, tuple[str, int]], dicom_port: int | None = None
+) -> Iterator[Orthanc]:
+    """Orthanc with ``modalities`` (name: (AE title, port) on 127.0.0.1) it can send to, on
+    ``dicom_port`` when given (a destination configured before it was up)."""
     folder.mkdir(parents=True, exist_ok=True)
-    running = Orthanc(free_tcp_port(), free_tcp_port())
+    running = Orthanc(free_tcp_port(), dicom_port or free_tcp_port())
     config = {
         "Name": "test",
         "StorageDirectory": str(folder / "storage"),
