@@ -11,6 +11,8 @@ still stores, and its queries fail with the reason (0xC001).
 
 from __future__ import annotations
 
+import time
+
 from pydicom import config
 from pydicom.charset import python_encoding
 from pydicom.dataelem import DataElement
@@ -63,6 +65,7 @@ class Find:
 
     async def answer(self, request: Request, encoded: bytes) -> Reply:
         peer = request.peer
+        started = time.monotonic()
         try:
             identifier, query = read_query(request, encoded, self._settings.scopes)
             matches = await look_up(self._index, query, self._settings, request)
@@ -74,6 +77,7 @@ class Find:
             level=level,
             keys=sorted(c.keyword for c in query.conditions),
             matches=len(matches),
+            lookup_ms=round((time.monotonic() - started) * 1000, 2),
             calling_ae=peer.calling_ae,
             peer_address=peer.address,
         )

@@ -63,6 +63,8 @@ def test_study_keys_match_by_date_range_uid_list_modality_and_accession(archive:
     assert accessions("AccessionNumber=acc-a") == []  # text other than names: as written
     assert accessions("PatientName=DOE^JANE") == ["ACC-C"]
     assert accessions("StudyTime=1500-1600") == ["ACC-C"]
+    assert accessions("ReferringPhysicianName=SMITH^J*") == ["ACC-A", "ACC-B", "ACC-C"]
+    assert accessions("ReferringPhysicianName=Jones*") == []
     assert accessions("PatientName=Nobody*") == []
     uids = findscu(server.port, ["QueryRetrieveLevel=STUDY", "StudyInstanceUID", "AccessionNumber"])
     by_accession = {m.AccessionNumber: m.StudyInstanceUID for m in uids.matches}

@@ -26,6 +26,7 @@ from tests.support.raw_peer import (
 )
 from tests.support.server import ServerUnderTest
 from tests.support.services import free_tcp_port
+from tests.support.tls import make_certificate
 
 Archive = Callable[..., ServerUnderTest]
 IMPLICIT = "1.2.840.10008.1.2"
@@ -115,6 +116,39 @@ def test_series_and_image_levels_move_only_what_they_name(archive: Archive, outp
         )
         assert moved.final == "Success", moved.output
         assert list(received(output)) == [one]
+
+
+def test_a_calling_ae_bound_to_other_accounts_retrieves_nothing(
+    archive: Archive, output: Path
+) -> None:
+    with dcmtk.storescp(output) as port:
+        server = archive(
+            receiver={"query": {"scopes": {"OUTSIDER": ["other"]}}}, **destination(port)
+        )
+        uid = study_uid(server, "ACC-A")
+        keys = ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={uid}"]
+        moved = movescu(server.port, keys, "STORESCP", calling_ae="OUTSIDER")
+        assert moved.final == "Success", moved.output
+        assert list(output.iterdir()) == []
+        assert movescu(server.port, keys, "STORESCP").final == "Success"
+        assert len(list(output.iterdir())) == 6
+
+
+def test_a_destination_over_tls_gets_the_study(
+    archive: Archive, output: Path, tmp_path: Path
+) -> None:
+    key, cert = make_certificate(tmp_path, "destination", address="127.0.0.1")
+    port = free_tcp_port()
+    tls = ("+tls", str(key), str(cert), "--ignore-peer-cert")
+    with dcmtk.storescp_on(output, port, *tls):
+        node = {"host": "127.0.0.1", "port": port, "tls": True, "ca": str(cert)}
+        server = archive(destinations={"STORESCP": node})
+        uid = study_uid(server, "ACC-C")
+        moved = movescu(
+            server.port, ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={uid}"], "STORESCP"
+        )
+    assert moved.final == "Success", moved.output
+    assert len(list(output.iterdir())) == 3
 
 
 def test_an_unknown_destination_or_a_missing_key_is_refused_with_the_reason(

@@ -3,7 +3,6 @@ certificates, checked with DCMTK's echoscu and storescu as the TLS peers."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,17 +10,8 @@ import pytest
 from shared.dicom.net import NetError, client_tls_context, echo, send
 from tests.support import dcmtk
 from tests.support.server import StartServer
-from tests.support.services import free_tcp_port, require_tool, sample
-
-
-def make_certificate(folder: Path, name: str, address: str = "") -> tuple[Path, Path]:
-    """A self-signed certificate and its key, made with the openssl command."""
-    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    names = ["-addext", f"subjectAltName=IP:{address}"] if address else []
-    command = [require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes"]
-    command += ["-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}"]
-    subprocess.run([*command, *names], check=True, capture_output=True)
-    return key, cert
+from tests.support.services import free_tcp_port, sample
+from tests.support.tls import make_certificate
 
 
 @pytest.fixture
