@@ -21,12 +21,12 @@ import pytest
 from pydicom.uid import CTImageStorage, generate_uid
 
 from tests.receiver.conftest import published, refused
-from tests.receiver.test_tls import make_certificate
 from tests.support import dcmtk
 from tests.support.process import wait_until
 from tests.support.raw_peer import RawPeer, associate_rq, store_pdus
 from tests.support.server import ServerUnderTest, StartServer
 from tests.support.services import free_tcp_port, sample
+from tests.support.tls import make_certificate
 
 CT = sample("CT_small.dcm")
 
