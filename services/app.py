@@ -28,6 +28,7 @@ from shared.db.engine import open_index
 from shared.db.reader import IndexReader
 from shared.heartbeat import Heartbeat, beat_path
 from shared.log import configure_logging, get_logger
+from shared.privacy import private_umask, tighten
 from shared.process import DataDirectoryLock, StartError
 
 log = get_logger(__name__)
@@ -217,8 +218,10 @@ async def serve(settings: Settings, roles: Collection[str], *, index: bool = Fal
     """Claim the data directory, log, start, run until SIGTERM or SIGINT, stop in order; the
     process exit code. A data directory in use raises :class:`StartError` before any file is
     touched, the log included."""
+    private_umask()  # before anything is created: the lock, the log, the index
     lock = claim_data_dir(settings, roles)
     configure_logging(settings.log_file, settings.log.level)
+    tighten(settings.data_dir, settings.log_file)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

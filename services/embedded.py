@@ -35,6 +35,7 @@ from shared.bus.link import LinkError, LinkPublisher, serve_link
 from shared.db.reader import IndexReader
 from shared.heartbeat import Heartbeat, beat_path
 from shared.log import configure_logging, get_logger
+from shared.privacy import private_umask, tighten
 from shared.process import StartError
 
 # By name: the consumers' process runs this module as __main__.
@@ -52,9 +53,11 @@ def split(settings: Settings) -> bool:
 async def serve_split(settings: Settings) -> int:
     """Run the receiver here and the consumers in a second process until SIGTERM or SIGINT,
     or until the consumers' process ends; the exit code."""
+    private_umask()  # before anything is created; the consumers' process inherits it
     lock = claim_data_dir(settings, EMBEDDED)
     assert lock is not None and lock.descriptor is not None
     configure_logging(settings.log_file, settings.log.level)
+    tighten(settings.data_dir, settings.log_file)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
