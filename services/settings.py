@@ -9,13 +9,17 @@ A wrong value raises :class:`SettingsError` naming every offending setting.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -72,18 +76,38 @@ class Settings(BaseSettings):
         description="DICOM nodes by AE title: C-MOVE destinations, forwarding, reports",
     )
     forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("destinations")
+    @classmethod
+    def _titles_without_case(cls, value: dict[str, Destination]) -> dict[str, Destination]:
+        # Environment variables' names reach here in lower case (STORE_SERVER_DESTINATIONS__
+        # PACS__HOST), so titles are kept, and looked up, in upper case, as nodes use them.
+        titles = [title.upper() for title in value]
+        if len(set(titles)) != len(titles):
+            raise ValueError("two destinations differ only in case")
+        return {title.upper(): node for title, node in value.items()}
+
+    @model_validator(mode="after")
+    def _no_default_password_off_this_host(self) -> Settings:
+        for name, url in (("bus.url", self.bus.url), ("database.url", self.database.url)):
+            refused = default_password(url)
+            if refused is not None:
+                raise ValueError(
+                    f"{name}: the password is {refused}, known to anyone; a server on another "
+                    "host must have its own (the default is kept for this host only)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _rules_send_somewhere_known(self) -> Settings:
         for index, rule in enumerate(self.forwarder.rules):
-            if rule.destination not in self.destinations:
+            if rule.destination.upper() not in self.destinations:
                 raise ValueError(
                     f"forwarder.rules[{index}].destination: {rule.destination!r} is not one "
                     "of [destinations]"
                 )
         return self
-
-    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -95,7 +119,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         config = _CONFIG_FILE.get()
-        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        environment = EnvironmentWithFiles(settings_cls)
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, environment)
         if config is not None:
             sources += (TomlConfigSettingsSource(settings_cls, toml_file=config),)
         return sources
@@ -132,6 +157,77 @@ class Settings(BaseSettings):
     def query_database_url(self) -> str:
         """The index as the receiver's queries read it."""
         return self.receiver.query.database_url or self.database_url
+
+
+class EnvironmentWithFiles(EnvSettingsSource):
+    """The ``STORE_SERVER_*`` environment, where any setting may instead be given as the
+    content of a file named by the same variable with ``_FILE`` appended, as containers pass
+    secrets (``STORE_SERVER_BUS__URL_FILE=/run/secrets/bus-url``). The file's content, its
+    trailing line break removed, is the value; the variable and the file name never reach a
+    log. A variable given both ways, or a file that cannot be read, stops start-up naming it."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        found = dict(super()._load_env_vars())
+        prefix = ENV_PREFIX.lower()
+        for name in [n for n in found if n.startswith(prefix) and n.endswith("_file")]:
+            setting = name[len(prefix) : -len("_file")]
+            if _is_setting(name[len(prefix) :]) or not _is_setting(setting):
+                continue  # a setting whose own name ends so (log.to_file), or no setting
+            target = name[: -len("_file")]
+            if target in found:
+                raise SettingsError(f"{target.upper()} and {name.upper()} are both set: give one")
+            try:
+                found[target] = Path(str(found.pop(name))).read_text().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or str(error)
+                message = f"{name.upper()}: cannot read the file it names: {reason}"
+                raise SettingsError(message) from None
+        return found
+
+
+# Passwords every installation starts with, by URL scheme.
+DEFAULT_PASSWORDS = {
+    "amqp": {"guest": "RabbitMQ's default (guest)"},
+    "amqps": {"guest": "RabbitMQ's default (guest)"},
+    "postgresql": {"postgres": "PostgreSQL's usual default (postgres)"},
+}
+
+
+def default_password(url: str | None) -> str | None:
+    """What is wrong with ``url``'s password when it is a well-known default and the server
+    is not on this host; None when nothing is."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    known = DEFAULT_PASSWORDS.get(parts.scheme, {})
+    if parts.password not in known:
+        return None
+    host = (parts.hostname or "localhost").lower()
+    if host == "localhost" or host.startswith("/"):
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a name: not this host, as far as a setting can tell
+    return known[str(parts.password)]
+
+
+def _is_setting(path: str) -> bool:
+    """Whether ``bus__url`` (an environment variable's name past the prefix) is a setting."""
+    model: Any = Settings
+    parts = path.split("__")
+    while parts:
+        part = parts.pop(0)
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        if get_origin(annotation) is dict and parts:
+            parts.pop(0)  # a key of the table: [destinations.PACS]
+            annotation = get_args(annotation)[1]
+        model = annotation
+    return True
 
 
 def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:

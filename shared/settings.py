@@ -205,9 +205,12 @@ def describe(error: ValidationError, config: Path | None) -> str:
     problems = []
     for problem in error.errors():
         location = [str(part) for part in problem["loc"] if not isinstance(part, int)]
-        dotted = ".".join(location) or "(settings)"
-        env_name = ENV_PREFIX + "__".join(location).upper()
         message = problem["msg"].removeprefix("Value error, ")
+        if not location:  # a check across settings: its message names them
+            problems.append(message)
+            continue
+        dotted = ".".join(location)
+        env_name = ENV_PREFIX + "__".join(location).upper()
         problems.append(f"{dotted} (environment {env_name}): {message}")
     described = f"invalid setting{'s' if len(problems) > 1 else ''} " + "; ".join(problems)
     return described + (f" (config file: {config})" if config is not None else "")

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.app import redact
 from services.settings import Settings, load_settings
 from shared.db.engine import open_index
 from shared.files import file_error_reason
@@ -135,4 +136,5 @@ def index_unusable(settings: Settings, error: OSError) -> OSError | CommandFaile
         return error
     where = f" ({error.filename})" if error.filename else ""
     reason = file_error_reason(error)
-    return CommandFailed(f"cannot open the index {settings.database_url}: {reason}{where}")
+    index = redact(settings.database_url)
+    return CommandFailed(f"cannot open the index {index}: {reason}{where}")

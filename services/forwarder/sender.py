@@ -72,7 +72,7 @@ class Sender:
                 log.error("forward.unsettled", jobs=len(outcomes), error=str(error))
 
     async def _send(self, name: str, batch: list[Job]) -> list[Outcome]:
-        destination = self._destinations.get(name)
+        destination = self._destinations.get(name.upper())
         if destination is None:
             reason = f"no [destinations.{name}]"
             return [self._refused(job, reason) for job in batch]

@@ -276,7 +276,7 @@ class Commitment:
         self, transaction: Transaction, event: int, report: Dataset
     ) -> str | None:
         """Report on a new association; None when done, else why not."""
-        destination = self._destinations.get(transaction.calling_ae)
+        destination = self._destinations.get(transaction.calling_ae.upper())
         if destination is None:
             return f"no [destinations.{transaction.calling_ae}] to send the report to"
         peer = peer_of(transaction.calling_ae, destination, self._ae_title)

@@ -48,7 +48,7 @@ class Move(Retrieval):
 
     def refusal(self, request: Request) -> Reply | None:
         name = request.command.move_destination
-        if name in self._destinations:
+        if name.upper() in self._destinations:
             return None
         reason = f"unknown Move Destination {name!r}"
         log.warning("move.refused", reason=reason, calling_ae=request.peer.calling_ae)
@@ -56,7 +56,7 @@ class Move(Retrieval):
 
     async def deliver(self, request: Request, instances: list[Stored], tally: Tally) -> None:
         name = request.command.move_destination
-        destination = self._destinations[name]
+        destination = self._destinations[name.upper()]
         by_path = {instance.path: instance for instance in instances}
         loop = asyncio.get_running_loop()
         log.info("move.destination", destination=name, instances=len(instances))
