@@ -220,7 +220,7 @@ async def serve(settings: Settings, roles: Collection[str], *, index: bool = Fal
     touched, the log included."""
     private_umask()  # before anything is created: the lock, the log, the index
     lock = claim_data_dir(settings, roles)
-    configure_logging(settings.log_file, settings.log.level)
+    configure_logging(settings.log_file, settings.log.level, accounts_root=settings.accounts_dir)
     tighten(settings.data_dir, settings.log_file)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -56,7 +56,7 @@ async def serve_split(settings: Settings) -> int:
     private_umask()  # before anything is created; the consumers' process inherits it
     lock = claim_data_dir(settings, EMBEDDED)
     assert lock is not None and lock.descriptor is not None
-    configure_logging(settings.log_file, settings.log.level)
+    configure_logging(settings.log_file, settings.log.level, accounts_root=settings.accounts_dir)
     tighten(settings.data_dir, settings.log_file)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,7 +184,7 @@ async def _end(consumers: asyncio.subprocess.Process, link: LinkPublisher) -> in
 async def consume(settings: Settings, link_descriptor: int) -> int:
     """The consumers' process: start them, publish what the receiver sends into their bus, and
     stop when it asks (working through the queues) or when it is gone (at once)."""
-    configure_logging(settings.log_file, settings.log.level)
+    configure_logging(settings.log_file, settings.log.level, accounts_root=settings.accounts_dir)
     reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=link_descriptor))
     try:
         running = await start(settings, CONSUMERS, index=True, heartbeat=False)

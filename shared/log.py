@@ -3,12 +3,15 @@
 Every event is one JSON object per line in ``<data_dir>/logs/store-server.log``; stdout gets
 the same events, rendered for people when stdout is a terminal and as JSON otherwise (so a
 container's log collector gets JSON). Log calls name the instance with ``sop_instance_uid``.
+Above debug level no patient name reaches the log (:class:`Pseudonyms`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import logging.handlers
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -21,12 +24,17 @@ _LEVELS["error"] = logging.ERROR
 
 
 def configure_logging(
-    log_file: Path | None, level: str = "info", stream: TextIO | None = None
+    log_file: Path | None,
+    level: str = "info",
+    stream: TextIO | None = None,
+    accounts_root: Path | None = None,
 ) -> None:
     """Route structlog and the standard library (pynetdicom, aio-pika) to file and stdout.
 
     ``stream`` replaces stdout: the one-shot commands log to stderr so that their output
-    (``--json`` for scripts) stays clean.
+    (``--json`` for scripts) stays clean. Above debug level, study folders (named after the
+    patient) are logged as pseudonyms and paths relative to ``accounts_root``
+    (:class:`Pseudonyms`).
     """
     stream = stream or sys.stdout
     shared_processors: list[Any] = [
@@ -36,6 +44,9 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    # In the formatters, which each configuration makes anew: structlog's loggers keep the
+    # processors they were first made with.
+    private: list[Any] = [Pseudonyms(accounts_root)] if _LEVELS[level] > logging.DEBUG else []
     structlog.configure(
         processors=[
             *shared_processors,
@@ -50,6 +61,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            *private,
             structlog.processors.JSONRenderer(),
         ],
     )
@@ -60,6 +72,7 @@ def configure_logging(
             foreign_pre_chain=shared_processors,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *private,
                 structlog.dev.ConsoleRenderer(),
             ],
         )
@@ -134,6 +147,47 @@ class _OncePerRecord(structlog.stdlib.ProcessorFormatter):
         text = super().format(record)
         self._last = (record, text)
         return text
+
+
+# Fields that hold a study folder (its last component is the folder).
+_FOLDER_FIELDS = frozenset({"study_folder", "from_folder", "to_folder", "folder"})
+# Fields logged whole only at debug level: what a site's command printed may be anything.
+_DEBUG_ONLY_FIELDS = frozenset({"output"})
+# The study folder in a path: the component before Dicom/ or the scan sheet.
+_STUDY_IN_PATH = re.compile(r"[^/\s'\"]+(?=/(?:Dicom(?:/|$|[\s'\"])|scansheet\.))")
+
+
+def pseudonym(folder: str) -> str:
+    """A study folder's name as logged above debug level: the same folder, the same name."""
+    return "study-" + hashlib.sha256(folder.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+
+
+class Pseudonyms:
+    """Keep patient names out of the log above debug level: a study folder (named after the
+    patient, its date and accession) becomes ``study-<digest>`` wherever a path or a folder
+    field shows it, paths are given relative to the accounts root, and a hook's output is
+    replaced by its length. UIDs, accounts and counts are logged as they are; ``store-server
+    study UID`` shows the folder, and the digest of a folder's name is its pseudonym."""
+
+    def __init__(self, accounts_root: Path | None) -> None:
+        self._root = str(accounts_root).rstrip("/") + "/" if accounts_root else None
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        for key, value in event.items():
+            if not isinstance(value, str) or key == "event":
+                continue
+            if key in _DEBUG_ONLY_FIELDS:
+                event[key] = f"({len(value)} characters, logged at debug level)"
+                continue
+            if key in _FOLDER_FIELDS:
+                head, _, last = value.rstrip("/").rpartition("/")
+                value = f"{head}/{pseudonym(last)}" if head else pseudonym(last)
+            elif "Dicom" in value or "scansheet." in value:
+                value = _STUDY_IN_PATH.sub(lambda found: pseudonym(found.group(0)), value)
+            else:
+                continue
+            event[key] = value.replace(self._root, "") if self._root else value
+        return event
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -59,7 +59,10 @@ class ServerUnderTest:
         self.running: Running | None = None
 
     def __enter__(self) -> ServerUnderTest:
-        configure_logging(self.settings.log_file, self.settings.log.level)
+        settings = self.settings
+        configure_logging(
+            settings.log_file, settings.log.level, accounts_root=settings.accounts_dir
+        )
         self._thread.start()
         self.running = self.call(start(self.settings, self._roles, index=self._index))
         return self
