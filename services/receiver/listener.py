@@ -59,6 +59,18 @@ class _Connection:
     association: Association | None = None
 
 
+def _certificate_name(writer: asyncio.StreamWriter) -> str | None:
+    """The Common Name of the peer's verified certificate; None on the plain port, or when no
+    CA is configured (a certificate is then not verified, and its name worth nothing)."""
+    tls = writer.get_extra_info("ssl_object")
+    found = tls.getpeercert() if tls is not None else None
+    for attributes in (found or {}).get("subject", ()):
+        for name, value in attributes:
+            if name == "commonName":
+                return str(value)
+    return None
+
+
 def tls_context(settings: ReceiverSettings) -> ssl.SSLContext:
     tls = settings.tls
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -266,6 +278,7 @@ class Listener:
                 active_associations=self._associations + 1,
                 peer_associations=self._per_peer[peer.address] + 1,
                 user=user,
+                certificate=_certificate_name(link.writer),
             )
             rejection, reason = (refusal.rejection, refusal.reason) if refusal else ((0, 0, 0), "")
         if reason:

@@ -1,5 +1,6 @@
-"""Who may associate: calling AE allowlist (optionally per host), called AE, user identity,
-association limits (in all, and per peer address).
+"""Who may associate: calling AE allowlist (optionally per host), called AE, the certificate
+an AE title is bound to (``receiver.tls.subjects``), user identity, association limits (in
+all, and per peer address).
 
 Checked when an association is requested, so a refusal is logged with its reason before the
 listener answers; the A-ASSOCIATE-RJ carries the matching PS3.8 diagnostic.
@@ -49,11 +50,13 @@ def check_association(
     active_associations: int,
     peer_associations: int = 1,
     user: UserIdentity | None = None,
+    certificate: str | None = None,
 ) -> Refusal | None:
     """Why this association must be refused, or ``None`` to accept it.
 
     ``active_associations`` and ``peer_associations`` count this one, in all and from
-    ``peer_address``.
+    ``peer_address``; ``certificate``: the Common Name of the peer's verified certificate,
+    None on the plain port or without one.
     """
     callers = settings.allowed_callers
     if callers and not any(allows(caller, calling_ae, peer_address) for caller in callers):
@@ -64,6 +67,9 @@ def check_association(
             else f"calling AE title {calling_ae.strip()!r} is not in receiver.allowed_callers"
         )
         return Refusal(reason, REJECT_CALLING_AE)
+    bound = certificate_refusal(settings.tls.subjects, calling_ae.strip(), certificate)
+    if bound is not None:
+        return Refusal(bound, REJECT_CALLING_AE)
     if settings.require_called_ae and called_ae.strip() != settings.ae_title:
         return Refusal(
             f"called AE title {called_ae.strip()!r} is not ours ({settings.ae_title!r})",
@@ -84,6 +90,25 @@ def check_association(
             f"(receiver.max_associations_per_peer = {settings.max_associations_per_peer})",
             REJECT_BUSY,
         )
+    return None
+
+
+def certificate_refusal(
+    subjects: dict[str, str], calling_ae: str, certificate: str | None
+) -> str | None:
+    """Why this calling AE title may not call with this certificate (or without one)."""
+    wanted = subjects.get(calling_ae)
+    if wanted is not None and certificate is None:
+        return f"calling AE title {calling_ae!r} must call over TLS with its certificate"
+    if wanted is not None and certificate != wanted:
+        return (
+            f"calling AE title {calling_ae!r} must present the certificate of {wanted!r}, "
+            f"not of {certificate!r}"
+        )
+    owners = sorted(ae for ae, name in subjects.items() if name == certificate)
+    if certificate is not None and owners and calling_ae not in owners:
+        bound_to = ", ".join(owners)
+        return f"the certificate of {certificate!r} is bound to {bound_to}, not {calling_ae!r}"
     return None
 
 

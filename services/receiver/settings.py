@@ -34,11 +34,18 @@ class TLSSettings(Section):
         default=None, description="CA bundle; when set, peers must present a certificate"
     )
     only: bool = Field(default=False, description="serve TLS alone: no plain port")
+    subjects: dict[AETitle, str] = Field(
+        default_factory=dict,
+        description="calling AE title -> the Common Name of the certificate it must present; "
+        "such an AE title is accepted over TLS only, and such a certificate for it only",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> TLSSettings:
         if self.only and self.port is None:
             raise ValueError("receiver.tls.only needs receiver.tls.port")
+        if self.subjects and self.ca is None:
+            raise ValueError("receiver.tls.subjects needs receiver.tls.ca, to verify them")
         if self.port is not None and (self.cert is None or self.key is None):
             raise ValueError("a TLS port needs both receiver.tls.cert and receiver.tls.key")
         for name in ("cert", "key", "ca"):
