@@ -23,6 +23,7 @@ from typing import NoReturn
 
 from services.cli import (
     accounts,
+    audit,
     convert,
     database,
     dead_letters,
@@ -49,6 +50,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     sheet,
     dead_letters,
     forwards,
+    audit,
     health,
     tags,
     convert,

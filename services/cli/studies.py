@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     one.set_defaults(handler=_study)
 
 
-def _since(text: str | None) -> datetime | None:
+def since_date(text: str | None) -> datetime | None:
     if text is None:
         return None
     for layout in ("%Y-%m-%d", "%Y%m%d"):
@@ -68,7 +68,7 @@ async def _listed(engine: AsyncEngine, args: argparse.Namespace) -> list[StudySu
             connection,
             account=args.account,
             patient=args.patient,
-            since=_since(args.since),
+            since=since_date(args.since),
             limit=args.limit,
         )
 
@@ -102,7 +102,7 @@ async def _detail(engine: AsyncEngine, uid: str) -> _Shown | None:
 
 
 def _studies(args: argparse.Namespace) -> int:
-    _since(args.since)  # a bad date is reported before connecting
+    since_date(args.since)  # a bad date is reported before connecting
     found = with_index(settings_from_args(args), lambda engine: _listed(engine, args))
     if args.json:
         print(json.dumps([study.as_json() for study in found], indent=2))

@@ -12,7 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db.schema import audit_events
+from shared.db.schema import audit_events, patients, studies
+from shared.folding import fold
 
 
 class Action(enum.StrEnum):
@@ -75,14 +76,46 @@ async def history(
     if action is not None:
         query = query.where(audit_events.c.event == action.value)
     rows = (await connection.execute(query)).mappings()
-    return [
-        AuditEvent(
-            action=Action(row["event"]),
-            service=row["service"],
-            sop_instance_uid=row["sop_instance_uid"],
-            study_instance_uid=row["study_instance_uid"],
-            detail=row["detail"] or {},
-            at=row["at"],
+    return [_event(row) for row in rows]
+
+
+async def search(
+    connection: AsyncConnection,
+    *,
+    since: datetime | None = None,
+    patient: str | None = None,
+    study_instance_uid: str | None = None,
+    action: Action | None = None,
+    limit: int = 1000,
+) -> list[AuditEvent]:
+    """The newest ``limit`` events, oldest first: since a moment, about a study, of an
+    action, or about a patient's studies (``patient`` matches name or ID as `studies
+    --patient` does: without case, accents or punctuation)."""
+    query = sa.select(audit_events).order_by(audit_events.c.at.desc(), audit_events.c.id.desc())
+    if since is not None:
+        query = query.where(audit_events.c.at >= since)
+    if study_instance_uid is not None:
+        query = query.where(audit_events.c.study_instance_uid == study_instance_uid)
+    if action is not None:
+        query = query.where(audit_events.c.event == action.value)
+    if patient is not None:
+        needle = fold(patient)
+        of_patient = (
+            sa.select(studies.c.study_instance_uid)
+            .join(patients, studies.c.patient_fk == patients.c.id)
+            .where(patients.c.search_text.contains(needle, autoescape=True))
         )
-        for row in rows
-    ]
+        query = query.where(audit_events.c.study_instance_uid.in_(of_patient))
+    rows = list((await connection.execute(query.limit(limit))).mappings())
+    return [_event(row) for row in reversed(rows)]
+
+
+def _event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        action=Action(row["event"]),
+        service=row["service"],
+        sop_instance_uid=row["sop_instance_uid"],
+        study_instance_uid=row["study_instance_uid"],
+        detail=row["detail"] or {},
+        at=row["at"],
+    )
