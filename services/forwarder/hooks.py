@@ -40,12 +40,14 @@ async def run_hooks(
         return
     async with engine.connect() as connection:
         ran = await history(connection, study_instance_uid=uid, action=Action.HOOK_RAN)
+        done = {
+            event.detail.get("hook")
+            for event in ran
+            if event.detail.get("exit_code") == 0 and event.detail.get("sheet_for") == sheet_for
+        }
+        if all(hook.name in done for hook in wanted):
+            return  # announced again for a sheet whose hooks have run
         detail = await study_detail(connection, uid)
-    done = {
-        event.detail.get("hook")
-        for event in ran
-        if event.detail.get("exit_code") == 0 and event.detail.get("sheet_for") == sheet_for
-    }
     study = json.dumps(detail.as_json() if detail else {"study_instance_uid": uid}).encode()
     folder = accounts_root / message.folder
     failed: list[str] = []

@@ -12,9 +12,9 @@ again. On the in-process bus a stop first works through what is queued.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import sqlalchemy as sa
-from pydicom.datadict import tag_for_keyword
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.forwarder.hooks import run_hooks
@@ -25,7 +25,7 @@ from services.forwarder.settings import ForwarderSettings, ForwardRule
 from shared.bus import BatchRoutes, Bus, Delivery, Retry, Subscription
 from shared.db.schema import instances, series, studies
 from shared.dicom.header import HeaderReadError, read_header
-from shared.dicom.json_model import element_values
+from shared.dicom.json_model import keyword_values
 from shared.dicom.values import as_text
 from shared.log import get_logger
 from shared.messages import InstanceFiled, StudyComplete, StudyReady
@@ -148,42 +148,36 @@ class Forwarder:
         await self._record(jobs)
 
     async def _study(self, uid: str) -> tuple[Facts, list[tuple[str, str]]] | None:
-        """The study's facts and its instances (SOP Instance UID, path), from the index."""
+        """The study's facts and its instances (SOP Instance UID, path), from the index; the
+        header of its first instance is read only when a rule looks at tags."""
         async with self._engine.connect() as connection:
             study = (
                 await connection.execute(
-                    sa.select(studies.c.account, studies.c.modalities).where(
+                    sa.select(studies.c.id, studies.c.account, studies.c.modalities).where(
                         studies.c.study_instance_uid == uid
                     )
                 )
             ).first()
             if study is None:
                 return None
-            rows = list(
-                await connection.execute(
-                    sa.select(
-                        instances.c.sop_instance_uid,
-                        instances.c.path,
-                        instances.c.calling_ae,
-                        instances.c.header,
-                    )
-                    .select_from(instances.join(series, instances.c.series_fk == series.c.id))
-                    .join(studies, series.c.study_fk == studies.c.id)
-                    .where(studies.c.study_instance_uid == uid)
-                    .order_by(instances.c.id)
-                )
+            members = (
+                sa.select(instances.c.id, instances.c.sop_instance_uid, instances.c.path)
+                .add_columns(instances.c.calling_ae)
+                .join(series, instances.c.series_fk == series.c.id)
+                .where(series.c.study_fk == study.id)
+                .order_by(instances.c.id)
             )
-        header = rows[0].header if rows and isinstance(rows[0].header, dict) else {}
-
-        def values(keyword: str) -> list[str]:
-            element = header.get(f"{tag_for_keyword(keyword) or 0:08X}")
-            return [str(v) for v in element_values(element)] if element else []
-
+            rows = list(await connection.execute(members))
+            header: dict[str, Any] = {}
+            if rows and any(rule.tags for rule in self._settings.rules if rule.when == "study"):
+                first = sa.select(instances.c.header).where(instances.c.id == rows[0].id)
+                found = await connection.scalar(first)
+                header = found if isinstance(found, dict) else {}
         facts = Facts(
             str(study.account or ""),
             frozenset(str(row.calling_ae or "") for row in rows),
             frozenset(m for m in str(study.modalities or "").split("\\") if m),
-            values,
+            lambda keyword: keyword_values(header, keyword),
         )
         return facts, [(str(row.sop_instance_uid), str(row.path)) for row in rows]
 

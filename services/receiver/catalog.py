@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.receiver.matching import Condition
 from shared.db.schema import instances, patients, series, studies
-from shared.dicom.json_model import element_values
+from shared.dicom.json_model import keyword_values
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _CHUNK = 500  # ids in one IN (...) list
@@ -101,10 +100,7 @@ class Match:
     def text_values(self, keyword: str) -> list[str]:
         if keyword in self.values:
             return self.values[keyword]
-        element = (self.header or {}).get(f"{tag_for_keyword(keyword) or 0:08X}")
-        if element is None:
-            return []
-        return [str(v) for v in element_values(element) if v is not None and v != ""]
+        return keyword_values(self.header or {}, keyword)
 
     def header_element(self, tag: int) -> DataElement | None:
         """The element as the header holds it (a sequence whole), None when it is absent."""

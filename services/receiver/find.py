@@ -24,6 +24,7 @@ from services.receiver.dimse import C_FIND, Reply
 from services.receiver.identifier import (
     HANDLED,
     IDENTIFIER_DOES_NOT_MATCH,
+    TOO_LONG,
     Refused,
     encode,
     look_up,
@@ -43,7 +44,6 @@ ABSTRACT_SYNTAXES = (PATIENT_ROOT, STUDY_ROOT)
 TRANSFER_SYNTAXES: list[str | UID] = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
 
 SUCCESS, PENDING, CANCEL = 0x0000, 0xFF00, 0xFE00
-TOO_LONG = Reply(IDENTIFIER_DOES_NOT_MATCH, "identifier longer than 1 MiB")
 _NUMBERS = {"US": int, "UL": int, "SS": int, "SL": int, "FL": float, "FD": float}
 
 

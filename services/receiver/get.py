@@ -65,6 +65,8 @@ class Get(Retrieval):
             status = await peer.store(
                 context_id, instance.sop_class, instance.sop_instance, fragments, origin
             )
+        # pydicom says it has no decoder for a stored syntax with NotImplementedError, and a
+        # decoder's failure with RuntimeError or ValueError: each fails this instance alone.
         except (OSError, DicomFileError, ValueError, RuntimeError, NotImplementedError) as error:
             return None, f"{type(error).__name__}: {error}".splitlines()[0]
         except TimeoutError:

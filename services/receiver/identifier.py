@@ -40,6 +40,8 @@ HANDLED = frozenset({0x00080005, 0x00080052})  # Specific Character Set, Query/R
 OUT_OF_RESOURCES = 0xA700
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC001
+# An identifier is a few hundred bytes; 1 MiB bounds a hostile one (operations.Gathered).
+TOO_LONG = Reply(IDENTIFIER_DOES_NOT_MATCH, "identifier longer than 1 MiB")
 
 
 class Refused(Exception):

@@ -26,7 +26,9 @@ from shared.folding import fold, fold_case_and_accents
 # VRs whose value is a point in time: range matching, no wildcards (PS3.4 C.2.2.2.5).
 TEMPORAL = frozenset({"DA", "TM", "DT"})
 # VRs where wildcards have no meaning: the value is compared as written.
-LITERAL = frozenset({"UI", "DA", "TM", "DT", "IS", "DS", "US", "UL", "SS", "SL", "FL", "FD"})
+# VRs whose value is a number: "7" and "07" are the same.
+NUMERIC = frozenset({"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD"})
+LITERAL = frozenset({"UI", "DA", "TM", "DT"}) | NUMERIC
 _WILDCARDS = re.compile(r"[*?]")
 
 
@@ -81,7 +83,7 @@ class Alternative:
             return self._pattern.fullmatch(value) is not None
         if self.vr == "TM":
             return _point("TM", value, "0") == _point("TM", self.text, "0")
-        if self.vr in ("IS", "DS", "US", "UL", "SS", "SL", "FL", "FD"):
+        if self.vr in NUMERIC:
             return _number(value) == _number(self.text)
         return value.strip() == self.text.strip()
 
@@ -141,7 +143,7 @@ class Condition:
             return None
         alternatives = self.alternatives
         if all(not a.is_range and not a.has_wildcards for a in alternatives):
-            if self.vr in ("IS", "DS", "US", "UL", "SS", "SL", "FL", "FD"):
+            if self.vr in NUMERIC:
                 return None  # "7" and "07" are the same number, not the same text
             return "in", [_point(self.vr, a.text, "0") for a in alternatives]
         if len(alternatives) != 1:

@@ -10,6 +10,7 @@ an empty identifier cannot send the whole archive.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -18,6 +19,7 @@ from services.receiver.catalog import FILES
 from services.receiver.dimse import Reply
 from services.receiver.identifier import (
     IDENTIFIER_DOES_NOT_MATCH,
+    TOO_LONG,
     Refused,
     encode,
     look_up,
@@ -33,7 +35,6 @@ log = get_logger("services.receiver")
 
 SUCCESS, PENDING, CANCEL, WARNING = 0x0000, 0xFF00, 0xFE00, 0xB000
 UNABLE_TO_PERFORM = 0xA702
-TOO_LONG = Reply(IDENTIFIER_DOES_NOT_MATCH, "identifier longer than 1 MiB")
 UNIQUE_KEYS = {
     "PATIENT": "PatientID",
     "STUDY": "StudyInstanceUID",
@@ -94,7 +95,7 @@ class Tally:
         return {"completed": self.completed, "failed": self.failed, "warning": self.warning}
 
 
-class Retrieval:
+class Retrieval(ABC):
     """A retrieval service: its identifier, its instances, its outcome. Subclasses deliver."""
 
     name = "retrieve"
@@ -117,10 +118,10 @@ class Retrieval:
         """Why this request cannot be served at all, before anything is looked up."""
         return None
 
+    @abstractmethod
     async def deliver(self, request: Request, instances: list[Stored], tally: Tally) -> None:
         """Send ``instances``, counting each in ``tally`` and sending ``tally.pending()``
         after each; :class:`Cancelled` when the peer cancels."""
-        raise NotImplementedError
 
     async def answer(self, request: Request, encoded: bytes) -> Reply:
         peer = request.peer

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydicom import charset
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
@@ -73,6 +73,15 @@ def element_values(element: JSON) -> list[Any]:
         else value
         for value in element.get("Value", [])
     ]
+
+
+def keyword_values(header: JSON, keyword: str) -> list[str]:
+    """The values of the top-level element ``keyword`` in a DICOM JSON header, as text (a
+    person name as DICOM writes it); none when it is absent, empty, or not a keyword."""
+    element = header.get(f"{tag_for_keyword(keyword) or 0:08X}")
+    if element is None:
+        return []
+    return [str(v) for v in element_values(element) if v is not None and v != ""]
 
 
 def _plain(element: RawDataElement) -> bool:
