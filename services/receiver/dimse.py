@@ -137,7 +137,7 @@ def decode_command(context_id: int, encoded: bytes) -> Command:
             elif element == _MOVE_DESTINATION and length:
                 destination = bytes(view[at : at + length]).decode("latin-1").strip("\0 ")
             elif element in _UID_ELEMENTS and length:
-                text = bytes(view[at : at + length]).decode("latin-1").strip("\0 ")
+                text = bytes(view[at : at + length]).decode("latin-1").strip("\0 ").strip()
                 if text:
                     uids[_UID_ELEMENTS[element]] = text
         at += length

@@ -43,7 +43,10 @@ def by_pydicom(encoded: bytes) -> tuple[int, int, bool, dict[str, str]] | None:
         for keyword, element in UIDS.items():
             value = command_set.get(element)
             if value is not None and value.value:
-                uids[keyword] = str(value.value).strip("\0 ")
+                # A backslash splits a value in pydicom; a command's UID is one value, whose
+                # text we keep as it came (it then fails as a UID where it is used).
+                text = value.value if isinstance(value.value, str) else "\\".join(value.value)
+                uids[keyword] = text.strip("\0 ")
     except Exception:
         return None
     return field, message_id, data_set_type != NO_DATA_SET, {k: v for k, v in uids.items() if v}
