@@ -23,7 +23,9 @@ from services.receiver import Receiver
 from services.router import Router
 from services.scansheet import ScanSheets, WrittenSheet, write_sheet_now
 from services.settings import Settings
+from shared.audit.activity import record_activity
 from shared.bus import Bus, open_bus
+from shared.db.audit import Action
 from shared.db.engine import open_index
 from shared.db.reader import IndexReader
 from shared.heartbeat import Heartbeat, beat_path
@@ -72,9 +74,17 @@ class Running:
             trouble = trouble or (f"{role}: {found}" if (found := service.problem()) else None)
         return trouble
 
+    @property
+    def recorded_roles(self) -> list[str]:
+        """The roles whose start and stop this process records in the index itself: all but
+        the receiver, which reports its own."""
+        return [role for role in self.services if role in STARTERS and role != "receiver"]
+
     async def stop(self) -> None:
         if self.heartbeat is not None:
             await self.heartbeat.stop()
+        if self.engine is not None and self.recorded_roles:
+            await record_activity(self.engine, Action.APPLICATION_STOPPED, self.recorded_roles)
         for role in reversed(list(self.services)):
             await self.services.pop(role).stop()
         await self.bus.close()
@@ -204,6 +214,10 @@ async def start(
         for role, starter in STARTERS.items():
             if role in roles:
                 running.services[role] = await starter(running)
+        if running.engine is not None and running.recorded_roles:
+            await record_activity(
+                running.engine, Action.APPLICATION_STARTED, running.recorded_roles
+            )
         if heartbeat:
             path = beat_path(settings.data_dir, process_role(roles), settings.instance)
             running.heartbeat = Heartbeat(path, running.problem)

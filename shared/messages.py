@@ -182,6 +182,34 @@ class MppsUpdated(Message):
     calling_ae: str
 
 
+# What a process without the index reports for the audit trail (shared.db.audit.Action values).
+ReportedAction = Literal[
+    "application_started",
+    "application_stopped",
+    "association_accepted",
+    "association_refused",
+    "transferred",
+    "query",
+    "exported",
+    "security_alert",
+]
+
+
+class AuditReported(Message):
+    """An audit event of the receiver's (which has no database); the router records it.
+
+    ``detail`` is the action's detail as :mod:`shared.db.audit` describes it."""
+
+    kind: ClassVar[str] = "audit.reported"
+    version: Literal[1] = 1
+    action: ReportedAction
+    service: str = Field(max_length=32)
+    at: AwareDatetime
+    study_instance_uid: str | None = Field(default=None, max_length=64)
+    sop_instance_uid: str | None = Field(default=None, max_length=64)
+    detail: dict[str, object] = Field(default_factory=dict)
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     model.kind: model
     for model in (
@@ -191,6 +219,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         StudyComplete,
         StudyReady,
         MppsUpdated,
+        AuditReported,
     )
 }
 

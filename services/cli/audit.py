@@ -17,13 +17,17 @@ from shared.settings import SettingsError
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     audit = commands.add_parser(
         "audit",
-        help="show the audit trail: what was received, refused, filed, replaced, quarantined, "
-        "indexed, re-filed, which sheets were written and hooks run",
+        help="show the audit trail: starts and stops, associations, what was received, "
+        "refused, filed, replaced, quarantined, indexed, re-filed, queried, retrieved and "
+        "forwarded, account changes, security alerts, sheets written and hooks run",
         description="Show the audit trail the index keeps, oldest of the newest --limit first.",
     )
     audit.add_argument("--since", metavar="DATE", help="on or after DATE (YYYY-MM-DD, UTC)")
     audit.add_argument(
-        "--patient", metavar="TEXT", help="about studies whose patient name or ID contains TEXT"
+        "--patient",
+        metavar="TEXT",
+        help="about a patient whose name or ID contains TEXT (their studies, transfers and "
+        "exports)",
     )
     audit.add_argument("--study", metavar="UID", help="about one study")
     audit.add_argument("--event", choices=[action.value for action in Action], help="of one kind")
@@ -55,16 +59,16 @@ def _audit(args: argparse.Namespace) -> int:
         return 0
     for event in events:
         subject = event.sop_instance_uid or event.study_instance_uid or ""
-        print(
-            f"{event.at.isoformat(timespec='seconds')}  {event.action.value:<13} "
-            f"{event.service:<10} {subject}"
-        )
+        line = f"{event.at.isoformat(timespec='seconds')}  {event.action.value:<20} "
+        line += f"{event.service:<10} {' '.join(filter(None, (subject, summary(event))))}"
+        print(line.rstrip())
     print(f"{len(events)} event{'s' if len(events) != 1 else ''}")
     return 0
 
 
 def _as_json(event: AuditEvent) -> dict[str, object]:
     return {
+        "id": event.id,
         "at": event.at.isoformat(),
         "event": event.action.value,
         "service": event.service,
@@ -72,3 +76,30 @@ def _as_json(event: AuditEvent) -> dict[str, object]:
         "study_instance_uid": event.study_instance_uid,
         "detail": event.detail,
     }
+
+
+def summary(event: AuditEvent) -> str:
+    """The few words of an event's detail that say what happened, for the text listing."""
+    detail = event.detail
+    action = event.action
+    peer = f"{detail.get('calling_ae', '')}@{detail.get('peer_address', '')}"
+    if action in (Action.APPLICATION_STARTED, Action.APPLICATION_STOPPED):
+        return f"{'+'.join(detail.get('roles', []))} on {detail.get('host', '')}"
+    if action is Action.ASSOCIATION_ACCEPTED:
+        return f"{peer} -> {detail.get('called_ae', '')}"
+    if action in (Action.ASSOCIATION_REFUSED, Action.SECURITY_ALERT):
+        what = detail.get("alert", "")
+        return f"{what + ' ' if what else ''}{peer}: {detail.get('reason', '')}"
+    if action is Action.TRANSFERRED:
+        return f"{detail.get('count', 0)} from {peer}, patient {detail.get('patient_id', '')}"
+    if action is Action.QUERY:
+        keys = ", ".join(f"{k}={v}" for k, v in detail.get("keys", {}).items())
+        return f"{detail.get('level', '')} by {peer} ({keys}): {detail.get('matches', 0)}"
+    if action is Action.EXPORTED:
+        return (
+            f"{detail.get('operation', '')} of {detail.get('count', 0)} to "
+            f"{detail.get('destination', '')}, patient {detail.get('patient_id', '')}"
+        )
+    if action is Action.ACCOUNT_CHANGED:
+        return f"{detail.get('account', '')} {detail.get('change', '')} by {detail.get('by', '')}"
+    return ""

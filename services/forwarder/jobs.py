@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.forwarder.audit import exported
+from shared.db import audit
 from shared.db.schema import forwards
 
 PENDING, SENDING, DONE, FAILED = "pending", "sending", "done", "failed"
@@ -114,7 +116,14 @@ async def claim(engine: AsyncEngine, limit: int, lease: float) -> list[Job]:
         return sorted((Job(*row) for row in taken), key=lambda job: job.id)
 
 
-async def settle(engine: AsyncEngine, outcomes: list[Outcome]) -> None:
+async def settle(
+    engine: AsyncEngine,
+    outcomes: list[Outcome],
+    calling_ae: str = "",
+    addresses: dict[str, str] | None = None,
+) -> None:
+    """Record how each job ended, and what was sent in the audit trail (``calling_ae``: ours;
+    ``addresses``: where each destination is), in one transaction."""
     if not outcomes:
         return
     now = datetime.now(UTC)
@@ -142,8 +151,12 @@ async def settle(engine: AsyncEngine, outcomes: list[Outcome]) -> None:
         }
         for outcome in outcomes
     ]
+    sent = [(o.job.destination, o.job.sop_instance_uid) for o in outcomes if o.state == DONE]
     async with engine.begin() as connection:
         await connection.execute(statement, rows)
+        if sent:
+            events = await exported(connection, sent, calling_ae, addresses or {})
+            await audit.record(connection, events)
 
 
 async def retry_failed(engine: AsyncEngine) -> int:

@@ -66,10 +66,13 @@ class Sender:
             for destination, batch in by_destination.items():
                 outcomes += await self._send(destination, batch)
             try:
-                await settle(self._engine, outcomes)
+                await settle(self._engine, outcomes, self._ae_title, self._addresses())
             except (OSError, sa.exc.SQLAlchemyError) as error:
                 # Claimed, not settled: the lease runs out and they are sent again.
                 log.error("forward.unsettled", jobs=len(outcomes), error=str(error))
+
+    def _addresses(self) -> dict[str, str]:
+        return {name: f"{d.host}:{d.port}" for name, d in self._destinations.items()}
 
     async def _send(self, name: str, batch: list[Job]) -> list[Outcome]:
         destination = self._destinations.get(name.upper())

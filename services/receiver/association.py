@@ -23,6 +23,7 @@ from typing import Any
 from pydicom.uid import UID
 
 from services.receiver import dimse, upper_layer
+from services.receiver.audit import AssociationAudit
 from services.receiver.dimse import Command, CommandError, Reply
 from services.receiver.negotiation import Agreement
 from services.receiver.operations import DataSetSink, Handler, Peer, Progress, Request
@@ -56,9 +57,11 @@ class Association:
         storage: Handler,
         max_pdu: int,
         dimse_timeout: float,
+        audit: AssociationAudit | None = None,
     ) -> None:
         self.link = link
         self.peer = peer
+        self.audit = audit
         self._agreement = agreement
         self._handlers = handlers
         self._storage = storage
@@ -173,7 +176,8 @@ class Association:
                 UNEXPECTED_PDU,
             )
         progress = Progress(lambda reply: self._send_reply(command, reply), self)
-        request = Request(command, abstract, str(context.transfer_syntax[0]), self.peer, progress)
+        syntax = str(context.transfer_syntax[0])
+        request = Request(command, abstract, syntax, self.peer, progress, self.audit)
         return request, handler
 
     async def _command_complete(self, context_id: int) -> None:

@@ -19,7 +19,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from services.receiver.catalog import Match
+from services.receiver.catalog import Match, Query
 from services.receiver.dimse import C_FIND, Reply
 from services.receiver.identifier import (
     HANDLED,
@@ -66,11 +66,14 @@ class Find:
     async def answer(self, request: Request, encoded: bytes) -> Reply:
         peer = request.peer
         started = time.monotonic()
+        query: Query | None = None
         try:
             identifier, query = read_query(request, encoded, self._settings.scopes)
             matches = await look_up(self._index, query, self._settings, request)
         except Refused as refused:
+            _audit(request, query, 0, refused.reply.status, refused.reply.error_comment)
             return refused.reply
+        _audit(request, query, len(matches), SUCCESS)
         level = query.level
         log.info(
             "find",
@@ -131,6 +134,25 @@ class Find:
 
 
 _TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
+
+
+def _audit(
+    request: Request, query: Query | None, matches: int, status: int, reason: str = ""
+) -> None:
+    """The query for the audit trail: who asked, for what (the keys with a value), how many
+    matched; a query refused before its keys were read has none."""
+    if request.audit is None:
+        return
+    detail: dict[str, object] = {
+        "sop_class_uid": request.abstract_syntax,
+        "level": query.level if query else None,
+        "keys": {c.keyword: c.text for c in query.conditions} if query else {},
+        "matches": matches,
+        "status": status,
+    }
+    if reason:
+        detail["reason"] = reason
+    request.audit.report("query", detail)
 
 
 def _charset(asked: object, texts: list[str]) -> str | None:

@@ -33,6 +33,7 @@ class Get(Retrieval):
 
     commands = frozenset({C_GET})
     name = "get"
+    operation = "C-GET"
 
     async def deliver(self, request: Request, instances: list[Stored], tally: Tally) -> None:
         peer = request.progress.sub_operations

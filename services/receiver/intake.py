@@ -24,6 +24,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydicom.datadict import tag_for_keyword
 
+from services.receiver.audit import patient_of
 from services.receiver.spool import Spool
 from shared.bus import PublishError
 from shared.dicom.encoding import MAX_INFLATED, Captured, DataSetFacts, EncodingError, check_file
@@ -74,6 +75,8 @@ class Outcome:
     reason: str = ""
     spool_name: str = ""
     offending: int | None = None  # a tag, for (0000,0901) Offending Element
+    patient: tuple[str, str] = ("", "")  # ID and name, of an instance taken (for the audit)
+    study_instance_uid: str = ""
 
     @property
     def error_comment(self) -> str:
@@ -146,7 +149,7 @@ class Intake:
             )
             return await self._quarantined(received, arrival, reason)
         try:
-            spooled, descriptor, message = await self._in_thread(
+            spooled, descriptor, message, facts = await self._in_thread(
                 self._check_and_place, received, arrival, message
             )
         except EncodingError as error:
@@ -177,11 +180,16 @@ class Intake:
             # Not reported on the bus: it is the bus that failed.
             return Outcome(OUT_OF_RESOURCES, f"bus did not confirm: {published}")
         self._spool.mark_published(spooled)
-        return Outcome(SUCCESS, spool_name=name)
+        return Outcome(
+            SUCCESS,
+            spool_name=name,
+            patient=patient_of(facts.captured),
+            study_instance_uid=facts.study_instance_uid,
+        )
 
     def _check_and_place(
         self, received: Path, arrival: Arrival, message: InstanceReceived
-    ) -> tuple[Path, int, InstanceReceived]:
+    ) -> tuple[Path, int, InstanceReceived, DataSetFacts]:
         """In a worker thread: the structure check, then into the spool (not yet synced);
         the message, with the filing elements the check read on the way."""
         facts = decoded(received, arrival, self._max_inflated)
@@ -191,7 +199,7 @@ class Intake:
         if facts.captured is not None:
             message = message.model_copy(update={"filing_header": filing_header(facts.captured)})
         spooled, descriptor = self._spool.place(received, message.spool_name, message.to_bytes())
-        return spooled, descriptor, message
+        return spooled, descriptor, message, facts
 
     async def _quarantined(self, received: Path, arrival: Arrival, reason: str) -> Outcome:
         """Undecodable input: kept in quarantine for the administrator, sender told why."""

@@ -8,9 +8,12 @@ limits that keep any peer from locking modalities out.
   may not be longer than :data:`LONGEST_REQUEST`; a peer dribbling it a byte a second is
   dropped when the timer runs out.
 - TLS handshakes run in the event loop with ``receiver.acse_timeout`` as their timeout, so an
-  idle TLS connection delays nobody else's handshake.
+  idle TLS connection delays nobody else's handshake; a failed one (no certificate, one the
+  site CA did not sign, an expired one) is a security alert in the audit trail.
 - Associations are limited in all and per peer address by the receiver's policy, which logs
-  each refusal with its reason.
+  each refusal with its reason. Each association accepted or refused is audited, a refusal
+  for an unknown AE title, a certificate or a user identity also as a security alert, as is a
+  malformed PDU; each association's end reports what it stored, by patient.
 - Stop: the servers stop accepting, connections without an association are closed, and
   associations in flight get ``receiver.shutdown_grace`` seconds to finish before they are
   aborted.
@@ -25,14 +28,21 @@ import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 
 from pynetdicom.presentation import PresentationContext
 
 from services.receiver import upper_layer
 from services.receiver.association import Association
+from services.receiver.audit import AssociationAudit, AuditReporter
 from services.receiver.negotiation import negotiate, read_request, reject_pdu
 from services.receiver.operations import Handler, Peer
-from services.receiver.policy import check_association
+from services.receiver.policy import (
+    USERNAME,
+    USERNAME_AND_PASSCODE,
+    UserIdentity,
+    check_association,
+)
 from services.receiver.settings import ReceiverSettings
 from services.receiver.upper_layer import (
     SERVICE_PROVIDER,
@@ -90,8 +100,10 @@ class Listener:
         settings: ReceiverSettings,
         handlers: dict[str, tuple[Handler, PresentationContext]],
         storage: Handler,
+        reporter: AuditReporter,
     ) -> None:
         self._settings = settings
+        self._reporter = reporter
         self._handlers = {syntax: handler for syntax, (handler, _) in handlers.items()}
         self._contexts = [context for _, context in handlers.values()]
         self._storage = storage
@@ -127,11 +139,9 @@ class Listener:
         host = self._settings.host
         try:
             server = await asyncio.start_server(
-                self._connected,
+                partial(self._connected, context),
                 host,
                 port,
-                ssl=context,
-                ssl_handshake_timeout=self._settings.acse_timeout if context else None,
                 backlog=256,
                 limit=upper_layer.CHUNK,
             )
@@ -142,11 +152,19 @@ class Listener:
             ) from None
         self._servers.append(server)
 
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connected(
+        self,
+        context: ssl.SSLContext | None,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         address, port = writer.get_extra_info("peername")[:2]
+        if context is not None and not await self._handshake(context, writer, str(address), port):
+            writer.transport.abort()
+            return
         link = Link(reader, writer, self._settings.network_timeout)
         task = asyncio.current_task()
         assert task is not None
@@ -162,6 +180,25 @@ class Listener:
         finally:
             self._connections.discard(connection)
             await link.close()
+
+    async def _handshake(
+        self, context: ssl.SSLContext, writer: asyncio.StreamWriter, address: str, port: int
+    ) -> bool:
+        """The TLS handshake, within ``receiver.acse_timeout``; a failure's reason is logged,
+        and audited as a security alert when the peer's certificate was the trouble."""
+        peer = {"peer_address": address, "peer_port": port}
+        try:
+            await writer.start_tls(context, ssl_handshake_timeout=self._settings.acse_timeout)
+        except ssl.SSLError as error:
+            reason = f"TLS handshake failed: {error.reason or error}"
+            log.warning("connection.tls_refused", reason=reason, **peer)
+            self._reporter.alert("tls_handshake", reason, address, peer_port=port)
+            return False
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
+            # A probe, or a peer gone before finishing: not a security matter.
+            log.info("connection.tls_incomplete", reason=str(error) or type(error).__name__, **peer)
+            return False
+        return True
 
     def _admit(self, connection: _Connection) -> bool:
         """Room for one more connection, made by displacing the oldest unassociated one."""
@@ -190,7 +227,8 @@ class Listener:
 
     async def _run(self, connection: _Connection) -> None:
         link = connection.link
-        peer = {"peer_address": connection.address, "peer_port": connection.port}
+        port = connection.port
+        peer = {"peer_address": connection.address, "peer_port": port}
         try:
             association = await self._associate(connection)
         except TimeoutError:
@@ -204,6 +242,7 @@ class Listener:
         except ProtocolError as error:
             # Not DICOM (a stranger speaking HTTP, a scanner): noted, not a warning.
             log.info("connection.aborted", reason=str(error), **peer)
+            self._reporter.alert("malformed_pdu", str(error), connection.address, peer_port=port)
             await link.abort(SERVICE_PROVIDER, error.reason)
             return
         except PeerGone as error:
@@ -223,6 +262,13 @@ class Listener:
                 **association.summary(),
                 **association.log_fields(),
             )
+            self._reporter.alert(
+                "malformed_pdu",
+                str(error),
+                connection.address,
+                peer_port=port,
+                calling_ae=association.peer.calling_ae,
+            )
             await association.provider_abort(error)
         except PeerGone as error:
             log.warning(
@@ -238,6 +284,8 @@ class Listener:
             else:
                 log.warning("association.aborted", reason="A-ABORT from the peer", **fields)
         finally:
+            if association.audit is not None:
+                association.audit.ended()
             self._associations -= 1
             self._per_peer[connection.address] -= 1
             if not self._per_peer[connection.address]:
@@ -267,6 +315,7 @@ class Listener:
         log.info("association.requested", **fields)
         problem = request.rejection()
         user = request.user_identity
+        alert: str | None = None
         if problem is not None:
             rejection, reason = problem
         else:
@@ -281,8 +330,24 @@ class Listener:
                 certificate=_certificate_name(link.writer),
             )
             rejection, reason = (refusal.rejection, refusal.reason) if refusal else ((0, 0, 0), "")
+            alert = refusal.alert if refusal else None
+        audited = {
+            **fields,
+            "tls": link.writer.get_extra_info("ssl_object") is not None,
+            "user": _user_name(user),
+        }
         if reason:
             log.warning("association.rejected", reason=reason, **fields)
+            self._reporter.report("association_refused", {**audited, "reason": reason})
+            if alert is not None:
+                self._reporter.alert(
+                    alert,
+                    reason,
+                    peer.address,
+                    peer_port=peer.port,
+                    calling_ae=peer.calling_ae,
+                    called_ae=peer.called_ae,
+                )
             await link.send(reject_pdu(rejection))
             return None
         agreement, accept = negotiate(
@@ -302,7 +367,9 @@ class Listener:
             self._storage,
             settings.max_pdu_size,
             settings.dimse_timeout,
+            AssociationAudit(self._reporter, fields),
         )
+        self._reporter.report("association_accepted", audited)
         connection.association = association
         log.info(
             "association.accepted",
@@ -333,6 +400,13 @@ class Listener:
         if remaining:
             await asyncio.wait(remaining, timeout=5)
         log.info("receiver.stopped")
+
+
+def _user_name(user: UserIdentity | None) -> str | None:
+    """The user an association names (a username identity), never its passcode."""
+    if user is None or user.kind not in (USERNAME, USERNAME_AND_PASSCODE):
+        return None
+    return user.primary.decode("utf-8", "replace")
 
 
 def _header(pdu_type: int, length: int) -> bytes:

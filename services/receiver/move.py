@@ -34,6 +34,7 @@ class Move(Retrieval):
 
     commands = frozenset({C_MOVE})
     name = "move"
+    operation = "C-MOVE"
 
     def __init__(
         self,
@@ -45,6 +46,11 @@ class Move(Retrieval):
     ) -> None:
         super().__init__(index, ae_title, settings, accounts_root)
         self._destinations = destinations
+
+    def destination(self, request: Request) -> tuple[str, str]:
+        name = request.command.move_destination
+        found = self._destinations.get(name.upper())
+        return name, f"{found.host}:{found.port}" if found is not None else ""
 
     def refusal(self, request: Request) -> Reply | None:
         name = request.command.move_destination

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from services.receiver.audit import AssociationAudit
 from services.receiver.dimse import Command, Reply
 
 
@@ -91,6 +92,7 @@ class Request:
     transfer_syntax: str
     peer: Peer
     progress: Progress = field(default_factory=Progress)
+    audit: AssociationAudit | None = None  # its association's part of the audit trail
 
 
 class DataSetSink(Protocol):

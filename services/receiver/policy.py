@@ -34,6 +34,7 @@ class UserIdentity:
 class Refusal:
     reason: str
     rejection: tuple[int, int, int]
+    alert: str | None = None  # the security alert it is, if one: a stranger, not a busy AE
 
 
 def allows(caller: AllowedCaller, ae_title: str, host: str) -> bool:
@@ -66,10 +67,10 @@ def check_association(
             if known
             else f"calling AE title {calling_ae.strip()!r} is not in receiver.allowed_callers"
         )
-        return Refusal(reason, REJECT_CALLING_AE)
+        return Refusal(reason, REJECT_CALLING_AE, "unknown_ae")
     bound = certificate_refusal(settings.tls.subjects, calling_ae.strip(), certificate)
     if bound is not None:
-        return Refusal(bound, REJECT_CALLING_AE)
+        return Refusal(bound, REJECT_CALLING_AE, "certificate")
     if settings.require_called_ae and called_ae.strip() != settings.ae_title:
         return Refusal(
             f"called AE title {called_ae.strip()!r} is not ours ({settings.ae_title!r})",
@@ -77,7 +78,8 @@ def check_association(
         )
     if settings.user_identities and not identified(settings.user_identities, user):
         shown = "none" if user is None else f"type {user.kind}"
-        return Refusal(f"user identity ({shown}) is not in receiver.user_identities", REJECT_USER)
+        reason = f"user identity ({shown}) is not in receiver.user_identities"
+        return Refusal(reason, REJECT_USER, "user_identity")
     if active_associations > settings.max_associations:
         return Refusal(
             f"{active_associations - 1} associations already open "

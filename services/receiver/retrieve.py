@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from services.receiver.catalog import FILES
+from services.receiver.catalog import FILES, Match
 from services.receiver.dimse import Reply
 from services.receiver.identifier import (
     IDENTIFIER_DOES_NOT_MATCH,
@@ -55,6 +55,8 @@ class Stored:
     sop_class: str
     sop_instance: str
     transfer_syntax: str
+    study_uid: str = ""
+    patient: tuple[str, str] = ("", "")  # ID and name
 
 
 @dataclasses.dataclass
@@ -66,6 +68,7 @@ class Tally:
     failed: int = 0
     warning: int = 0
     failed_uids: list[str] = dataclasses.field(default_factory=list)
+    sent_uids: set[str] = dataclasses.field(default_factory=set)
     first_reason: str = ""
 
     @property
@@ -85,8 +88,10 @@ class Tally:
             )
         elif status != 0x0000:
             self.warning += 1
+            self.sent_uids.add(instance.sop_instance)
         else:
             self.completed += 1
+            self.sent_uids.add(instance.sop_instance)
 
     def pending(self) -> Reply:
         return Reply(PENDING, counts=(self.remaining, self.completed, self.failed, self.warning))
@@ -99,6 +104,7 @@ class Retrieval(ABC):
     """A retrieval service: its identifier, its instances, its outcome. Subclasses deliver."""
 
     name = "retrieve"
+    operation = "retrieve"  # as the audit trail names it
 
     def __init__(
         self, index: IndexReader, ae_title: str, settings: QuerySettings, accounts_root: Path
@@ -117,6 +123,10 @@ class Retrieval(ABC):
     def refusal(self, request: Request) -> Reply | None:
         """Why this request cannot be served at all, before anything is looked up."""
         return None
+
+    def destination(self, request: Request) -> tuple[str, str]:
+        """Where this retrieval sends: the AE title and its address."""
+        return request.peer.calling_ae, request.peer.address
 
     @abstractmethod
     async def deliver(self, request: Request, instances: list[Stored], tally: Tally) -> None:
@@ -144,6 +154,8 @@ class Retrieval(ABC):
         except PeerGone:
             log.warning(f"{self.name}.requester_gone", **tally.log_fields(), **fields)
             return Reply(CANCEL)  # sent to nobody: the association is over
+        finally:
+            self._audit(request, instances, tally)
         log.info(f"{self.name}.done", reason=tally.first_reason, **tally.log_fields(), **fields)
         if tally.failed and not tally.completed and not tally.warning:
             return self._final(request, UNABLE_TO_PERFORM, tally)
@@ -165,9 +177,45 @@ class Retrieval(ABC):
                 m.values["_sop_class"][0],
                 m.values["_sop_instance"][0],
                 m.values["_transfer_syntax"][0],
+                _first(m, "StudyInstanceUID"),
+                (_first(m, "PatientID"), _first(m, "PatientName")),
             )
             for m in matches
         ]
+
+    def _audit(self, request: Request, instances: list[Stored], tally: Tally) -> None:
+        """One ``exported`` event per patient whose instances this retrieval sent or tried."""
+        if request.audit is None or not instances:
+            return
+        ae_title, address = self.destination(request)
+        failed = set(tally.failed_uids)
+        patients: dict[str, list[Stored]] = {}
+        for instance in instances:
+            patients.setdefault(instance.patient[0], []).append(instance)
+        for patient_id, theirs in patients.items():
+            sent = [i for i in theirs if i.sop_instance in tally.sent_uids]
+            studies: dict[str, list[dict[str, str]]] = {}
+            for instance in sent:
+                studies.setdefault(instance.study_uid, []).append(
+                    {"sop_class_uid": instance.sop_class, "sop_instance_uid": instance.sop_instance}
+                )
+            request.audit.report(
+                "exported",
+                {
+                    "operation": self.operation,
+                    "destination": ae_title,
+                    "destination_address": address,
+                    "patient_id": patient_id,
+                    "patient_name": theirs[0].patient[1],
+                    "count": len(sent),
+                    "failed": sum(i.sop_instance in failed for i in theirs),
+                    "studies": [
+                        {"study_instance_uid": uid, "instances": sent_here}
+                        for uid, sent_here in studies.items()
+                    ],
+                },
+                study_instance_uid=next(iter(studies)) if len(studies) == 1 else None,
+            )
 
     def _final(self, request: Request, status: int, tally: Tally, remaining: bool = False) -> Reply:
         attributes = b""
@@ -183,3 +231,8 @@ class Retrieval(ABC):
         )
         comment = tally.first_reason[:64] if status in (WARNING, UNABLE_TO_PERFORM) else ""
         return Reply(status, comment, attributes=attributes, counts=counts)
+
+
+def _first(match: Match, keyword: str) -> str:
+    values = match.text_values(keyword)
+    return values[0] if values else ""

@@ -17,6 +17,7 @@ from pynetdicom import ALL_TRANSFER_SYNTAXES, DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.presentation import PresentationContext, build_context
 
 from services.receiver import commitment, find, get, move, mpps, verification
+from services.receiver.audit import AuditReporter
 from services.receiver.commitment import Commitment, Journal
 from services.receiver.find import Find
 from services.receiver.get import Get
@@ -29,6 +30,7 @@ from services.receiver.settings import ReceiverSettings
 from services.receiver.spool import Spool
 from services.receiver.storage import Storage
 from services.receiver.verification import Verification
+from shared.audit.activity import process_identity
 from shared.bus import Publisher, PublishError
 from shared.db.reader import IndexReader
 from shared.log import get_logger
@@ -59,6 +61,7 @@ class Receiver:
         self._listener: Listener | None = None
         self._commitment: Commitment | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._reporter = AuditReporter(self._publish_confirmed)
 
     @property
     def ports(self) -> list[int]:
@@ -119,19 +122,25 @@ class Receiver:
                 self._commitment,
                 build_context(commitment.SOP_CLASS, find.TRANSFER_SYNTAXES),
             )
-        listener = Listener(settings, handlers, Storage(self._spool, intake))
+        listener = Listener(settings, handlers, Storage(self._spool, intake), self._reporter)
         await listener.start()
         self._listener = listener
         if self._commitment is not None:
             self._commitment.resume()
+        self._reporter.report("application_started", self._activity())
 
     def problem(self) -> str | None:
         return None if self._listener is not None else "not listening"
+
+    def _activity(self) -> dict[str, object]:
+        return {**process_identity(["receiver"]), "ae_title": self._settings.ae_title}
 
     async def stop(self) -> None:
         if self._listener is not None:
             await self._listener.stop(self._settings.shutdown_grace)
             self._listener = None
+            self._reporter.report("application_stopped", self._activity())
+        await self._reporter.drain()
         if self._commitment is not None:
             await self._commitment.stop()
         if self._executor is not None:

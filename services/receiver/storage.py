@@ -58,6 +58,7 @@ class Transfer:
 
     def __init__(self, spool: Spool, intake: Intake, request: Request) -> None:
         self._intake = intake
+        self._audit = request.audit
         self._started = time.perf_counter()
         command, peer = request.command, request.peer
         self.arrival = Arrival(
@@ -147,6 +148,13 @@ class Transfer:
                 outcome = Outcome(OUT_OF_RESOURCES, "internal error (see the log)")
         self._log(outcome)
         if outcome.status == SUCCESS:
+            if self._audit is not None:
+                self._audit.stored(
+                    outcome.patient,
+                    outcome.study_instance_uid,
+                    arrival.sop_class_uid,
+                    arrival.sop_instance_uid,
+                )
             return Reply(SUCCESS)
         offending = [outcome.offending] if outcome.offending is not None else []
         return Reply(outcome.status, outcome.error_comment, offending)

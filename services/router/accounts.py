@@ -8,6 +8,8 @@ they are where the filing chain ends when no account answers, so those names are
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.router.naming import folder_key, safe_component
 from services.router.physicians import match_keys
 from services.router.settings import AccountSeed
+from shared.db.audit import Action, AuditEvent, record
 from shared.db.schema import accounts, physician_names
 
 GUEST = "Guest"
@@ -68,6 +71,7 @@ async def add_account(
     home: Path | None = None,
     owner_uid: int | None = None,
     owner_gid: int | None = None,
+    change: str = "added",
 ) -> Account:
     check_name(name)
     for known in await connection.scalars(sa.select(accounts.c.name)):
@@ -87,6 +91,7 @@ async def add_account(
     )
     for physician in physicians:
         await _add_physician(connection, int(account_id), physician)
+    await _changed(connection, name, change, physicians, home=str(home) if home else None)
     return Account(name, home, owner_uid, owner_gid, tuple(physicians))
 
 
@@ -106,11 +111,14 @@ async def _add_physician(connection: AsyncConnection, account_id: int, physician
         )
 
 
-async def add_alias(connection: AsyncConnection, name: str, physician: str) -> None:
+async def add_alias(
+    connection: AsyncConnection, name: str, physician: str, change: str = "alias_added"
+) -> None:
     account_id = await connection.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
     if account_id is None:
         raise AccountError(f"no account {name!r}")
     await _add_physician(connection, int(account_id), physician)
+    await _changed(connection, name, change, [physician])
 
 
 async def remove_account(connection: AsyncConnection, name: str) -> None:
@@ -121,6 +129,24 @@ async def remove_account(connection: AsyncConnection, name: str) -> None:
         physician_names.delete().where(physician_names.c.account_id == account_id)
     )
     await connection.execute(accounts.delete().where(accounts.c.id == account_id))
+    await _changed(connection, name, "removed", [])
+
+
+async def _changed(
+    connection: AsyncConnection, name: str, change: str, physicians: list[str], **more: object
+) -> None:
+    """The change in the audit trail, in the transaction that makes it."""
+    detail = {"account": name, "change": change, "physicians": physicians, "by": _user(), **more}
+    await record(connection, [AuditEvent(Action.ACCOUNT_CHANGED, "accounts", detail=detail)])
+
+
+def _user() -> str:
+    """Who made the change: the operating-system user (a container may have no name for
+    its user: then its number)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 async def list_accounts(connection: AsyncConnection) -> list[Account]:
@@ -162,12 +188,13 @@ async def seed_accounts(connection: AsyncConnection, seeds: list[AccountSeed]) -
                 home=seed.home,
                 owner_uid=seed.owner_uid,
                 owner_gid=seed.owner_gid,
+                change="seeded",
             )
             created += 1
             continue
         for physician in seed.physicians:
             if physician not in existing[seed.name].physicians:
-                await add_alias(connection, seed.name, physician)
+                await add_alias(connection, seed.name, physician, "seeded")
     return created
 
 

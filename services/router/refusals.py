@@ -1,8 +1,9 @@
-"""The receiver's refusals, written to the audit trail.
+"""The receiver's refusals and other audit events, written to the audit trail.
 
 The receiver runs without a database, so each C-STORE it refuses (what it told the sender and
-why) reaches the trail as an ``instance.refused`` message, which the router records as it
-records the receiver's ``received`` rows.
+why) reaches the trail as an ``instance.refused`` message, and its other events (associations,
+transfers, queries, retrievals, security alerts, its start and stop) as ``audit.reported``
+messages, which the router records as it records the receiver's ``received`` rows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.audit import Action, AuditEvent, record
 from shared.log import get_logger
-from shared.messages import InstanceRefused
+from shared.messages import AuditReported, InstanceRefused
 
 log = get_logger("services.router")
 
@@ -48,3 +49,24 @@ async def record_refusals(engine: AsyncEngine, refusals: list[InstanceRefused]) 
             sop_instance_uid=refused.sop_instance_uid,
             status=f"0x{refused.status:04X}",
         )
+
+
+async def record_reports(engine: AsyncEngine, reports: list[AuditReported]) -> None:
+    """One row per reported event, all in one transaction; a redelivered message adds a
+    second, harmlessly."""
+    async with engine.begin() as connection:
+        await record(
+            connection,
+            [
+                AuditEvent(
+                    Action(report.action),
+                    report.service,
+                    report.sop_instance_uid,
+                    report.study_instance_uid,
+                    report.detail,
+                    at=report.at,
+                )
+                for report in reports
+            ],
+        )
+    log.debug("audit.reports_recorded", count=len(reports))

@@ -1,6 +1,6 @@
 """The router service: consume ``instance.received``, file each instance, publish
-``instance.filed``; and audit the receiver's ``instance.refused``. Run as many as needed; they
-agree through the database's claims."""
+``instance.filed``; and audit the receiver's ``instance.refused`` and ``audit.reported``. Run
+as many as needed; they agree through the database's claims."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.accounts import seed_accounts
 from services.router.filing import Filing
-from services.router.refusals import record_refusals
+from services.router.refusals import record_refusals, record_reports
 from services.router.settings import AccountSeed, RouterSettings
 from shared.bus import BatchRoutes, Bus, Delivery, Subscription
 from shared.consumers import riding_out_outages
 from shared.log import get_logger
-from shared.messages import InstanceReceived, InstanceRefused
+from shared.messages import AuditReported, InstanceReceived, InstanceRefused
 from shared.settings import DataPaths
 
 log = get_logger("services.router")
 
 ROLE = "router"
+AUDIT_QUEUE = "audit"  # the receiver's audit events, which the routers record
 # On the in-process bus, what the receiver published before it stopped is filed first.
 DRAIN_SECONDS = 30.0
 
@@ -41,6 +42,7 @@ class Router:
         self._seeds = seeds
         self._filing = Filing(settings, paths, engine, bus)
         self._subscription: Subscription | None = None
+        self._reports: Subscription | None = None
 
     async def start(self) -> None:
         self._paths.accounts.mkdir(parents=True, exist_ok=True)
@@ -54,6 +56,13 @@ class Router:
         self._subscription = await self._bus.consume_batch(
             ROLE,
             routes,
+            max_batch=options.batch_size,
+            max_wait=options.max_wait_ms / 1000,
+            prefetch=options.prefetch,
+        )
+        self._reports = await self._bus.consume_batch(
+            AUDIT_QUEUE,
+            BatchRoutes(AUDIT_QUEUE).on(AuditReported, self._record),
             max_batch=options.batch_size,
             max_wait=options.max_wait_ms / 1000,
             prefetch=options.prefetch,
@@ -72,6 +81,9 @@ class Router:
         if self._subscription is not None:
             await self._subscription.stop(drain=DRAIN_SECONDS)
             self._subscription = None
+        if self._reports is not None:
+            await self._reports.stop(drain=DRAIN_SECONDS)
+            self._reports = None
         log.info("router.stopped")
 
     async def _file(self, deliveries: list[Delivery[InstanceReceived]]) -> None:
@@ -83,3 +95,8 @@ class Router:
         refusals = [delivery.message for delivery in deliveries]
         work = partial(record_refusals, self._engine, refusals)
         await riding_out_outages("refusal", work, self._settings.database_retry_seconds)
+
+    async def _record(self, deliveries: list[Delivery[AuditReported]]) -> None:
+        reports = [delivery.message for delivery in deliveries]
+        work = partial(record_reports, self._engine, reports)
+        await riding_out_outages("audit report", work, self._settings.database_retry_seconds)

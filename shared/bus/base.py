@@ -36,6 +36,9 @@ TOPOLOGY: tuple[Consumer, ...] = (
     # Forwarding by rule (each filed instance, each completed study), and the hooks that run
     # once a study's sheet is written.
     Consumer("forwarder", ("instance.filed", "study.complete", "study.ready")),
+    # The receiver's audit events, recorded by the routers: a queue of their own, so that
+    # they never take the room of instances in the router's (bounded) queue.
+    Consumer("audit", ("audit.reported",)),
 )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.dicom.net import client_tls_context, send
+from tests.receiver.conftest import reported
 from tests.support import dcmtk
 from tests.support.server import ServerUnderTest, StartServer
 from tests.support.services import free_tcp_port, sample
@@ -61,6 +62,12 @@ def test_a_bound_ae_title_calls_with_its_own_certificate_only(
         "the certificate of 'CT_ROOM1' is bound to CT_ROOM1, not 'US_ROOM3'",
         "calling AE title 'CT_ROOM1' must call over TLS with its certificate",
     ]
+    refused = reported(server, "association_refused", 3)
+    assert [event.detail["reason"] for event in refused] == reasons
+    assert [event.detail["tls"] for event in refused] == [True, True, False]
+    # One alert a minute per kind and address: the first, then the others counted in the next.
+    [alert] = reported(server, "security_alert")
+    assert alert.detail["alert"] == "certificate" and alert.detail["reason"] == reasons[0]
 
 
 def test_an_expired_or_unsigned_certificate_or_none_cannot_connect(
@@ -97,3 +104,10 @@ def test_an_expired_or_unsigned_certificate_or_none_cannot_connect(
         timeout=5,
     )
     assert [result.outcome for result in failed.results] == ["failed"]
+    # Each failed handshake logged with its reason; the first an alert in the audit trail.
+    handshakes = server.log_events("connection.tls_refused")
+    assert len(handshakes) >= 4, handshakes
+    assert any("certificate" in event["reason"].lower() for event in handshakes), handshakes
+    [alert] = reported(server, "security_alert")
+    assert alert.detail["alert"] == "tls_handshake"
+    assert alert.detail["reason"] == handshakes[0]["reason"]

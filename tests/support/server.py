@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 from services.app import EMBEDDED, Running, start
 from services.settings import Settings, load_settings
+from shared.db.audit import Action, AuditEvent, history
 from shared.log import configure_logging
 
 T = TypeVar("T")
@@ -73,6 +75,8 @@ class ServerUnderTest:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        if self._loop.is_closed():
+            return  # stopped already (a test may stop its server to read what stop wrote)
         try:
             if self.running is not None:
                 self.call(self.running.stop())
@@ -92,6 +96,27 @@ class ServerUnderTest:
     @property
     def spool(self) -> list[Path]:
         return sorted(self.settings.spool_dir.glob("*.dcm"))
+
+    def audit(self, action: str) -> list[AuditEvent]:
+        """The audit trail's events of ``action``, oldest first, as the index holds them now."""
+        assert self.running is not None
+
+        async def read() -> list[AuditEvent]:
+            assert self.running is not None
+            async with self.running.index.connect() as connection:
+                return await history(connection, action=Action(action))
+
+        return self.call(read())
+
+    def wait_for_audit(self, action: str, count: int = 1) -> list[AuditEvent]:
+        """The events of ``action``, once there are ``count`` (reported ones come over the
+        bus, a moment after the action)."""
+        deadline = time.monotonic() + 30
+        while len(found := self.audit(action)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{count} {action} audit events expected, found {found}")
+            time.sleep(0.1)
+        return found
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
         assert self.settings.log_file is not None  # the tests' servers log to their file
