@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,8 @@ from services.router import Router
 from services.scansheet import ScanSheets, WrittenSheet, write_sheet_now
 from services.settings import Settings
 from shared.audit.activity import record_activity
+from shared.audit.collector import syslog_copy
+from shared.audit.shipping import AuditShipper, Copy, JsonLines
 from shared.bus import Bus, open_bus
 from shared.db.audit import Action
 from shared.db.engine import open_index
@@ -149,6 +152,25 @@ async def _start_scansheet(running: Running) -> Service:
     return scansheets
 
 
+async def _start_audit_copies(running: Running) -> Service:
+    """The audit trail's copies (the audit log, a syslog collector), shipped by the process
+    that indexes."""
+    settings = running.settings
+    audit = settings.audit
+    copies: list[Copy] = [JsonLines(settings.audit_log_file)]
+    try:
+        collector = syslog_copy(
+            audit.syslog, audit.source_id or settings.receiver.ae_title, audit.site
+        )
+    except (OSError, ssl.SSLError) as error:
+        raise StartError(f"audit.syslog: {error}") from None
+    if collector is not None:
+        copies.append(collector)
+    shipper = AuditShipper(running.index, copies, settings.audit_log_file, audit.poll_interval)
+    await shipper.start()
+    return shipper
+
+
 Starter = Callable[[Running], Awaitable[Service]]
 
 # In start order: the receiver last, so that it stops first. The scan-sheet service starts
@@ -211,6 +233,8 @@ async def start(
             running.engine = await open_index(
                 settings.database_url, settings.database.connect_timeout
             )
+        if "indexer" in roles:  # first, so that it stops last, with the last events
+            running.services["audit"] = await _start_audit_copies(running)
         for role, starter in STARTERS.items():
             if role in roles:
                 running.services[role] = await starter(running)

@@ -33,6 +33,7 @@ from services.scansheet import ScanSheetSettings
 from shared.settings import (
     ENV_PREFIX,
     AETitle,
+    AuditSettings,
     BusSettings,
     DatabaseSettings,
     DataPaths,
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     )
     forwarder: ForwarderSettings = Field(default_factory=ForwarderSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("destinations")
     @classmethod
@@ -148,6 +150,10 @@ class Settings(BaseSettings):
         if self.log.file is not None:
             return self.log.file
         return self.data_dir / "logs" / "store-server.log" if self.log.to_file else None
+
+    @property
+    def audit_log_file(self) -> Path:
+        return self.audit.log_file or self.data_dir / "logs" / "audit.log"
 
     @property
     def database_url(self) -> str:

@@ -164,6 +164,41 @@ class LogSettings(Section):
     )
 
 
+class SyslogSettings(Section):
+    """Where the audit trail also goes, as RFC 5424 messages in the DICOM audit message format
+    (IHE ATNA): a collector (an audit record repository) by host and port."""
+
+    host: str | None = Field(default=None, description="the collector; none: no syslog")
+    port: int = Field(default=6514, ge=1, le=65535)
+    transport: Literal["udp", "tcp", "tls"] = "tls"
+    ca: Path | None = Field(
+        default=None, description="CA the collector's certificate is checked against"
+    )
+    cert: Path | None = Field(default=None, description="our client certificate (mutual TLS)")
+    key: Path | None = None
+    app_name: str = Field(default="store-server", max_length=48)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SyslogSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key: both or neither")
+        if self.transport != "tls" and (self.ca or self.cert):
+            raise ValueError(f"ca, cert and key need transport = 'tls', not {self.transport!r}")
+        return self
+
+
+class AuditSettings(Section):
+    """The audit trail's copies outside the index: a JSON-lines file, and a syslog collector."""
+
+    log_file: Path | None = Field(default=None, description="default: <data_dir>/logs/audit.log")
+    site: str | None = Field(default=None, description="AuditEnterpriseSiteID (the site)")
+    source_id: str | None = Field(
+        default=None, description="AuditSourceID; default: the receiver's AE title"
+    )
+    poll_interval: float = Field(default=2.0, gt=0, le=3600, description="seconds")
+    syslog: SyslogSettings = Field(default_factory=SyslogSettings)
+
+
 @dataclass(frozen=True)
 class DataPaths:
     """Where a process keeps its files, under the data directory (see the README)."""
