@@ -75,6 +75,17 @@ def test_every_filed_instance_reaches_a_destination_that_was_down_once(
     arrived = [pydicom.dcmread(path).SOPInstanceUID for path in output.iterdir()]
     assert sorted(arrived) == sorted(pydicom.dcmread(p).SOPInstanceUID for p in paths)  # once
     assert states(server) == {"pending": 0, "sending": 0, "failed": 0, "done": 6}
+    # On the audit trail, as exports of the patient's instances, each instance once.
+    exports = server.audit("exported")
+    assert {e.detail["operation"] for e in exports} == {"forward"}
+    assert {(e.detail["destination"], e.detail["patient_name"]) for e in exports} == {
+        ("STORESCP", "Doe^Jane")
+    }
+    assert all(e.detail["destination_address"] == f"127.0.0.1:{port}" for e in exports)
+    sent = [
+        i["sop_instance_uid"] for e in exports for s in e.detail["studies"] for i in s["instances"]
+    ]
+    assert sorted(sent) == sorted(arrived) and sum(e.detail["count"] for e in exports) == 6
 
 
 def test_a_study_rule_sends_completed_studies_that_meet_it_to_orthanc_once_it_is_up(
