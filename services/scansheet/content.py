@@ -34,6 +34,10 @@ class SeriesRow:
     images: int
     parameters: dict[str, str]
     source: Path | None
+    protocol: str = ""  # Protocol Name
+    plane: str = ""  # the acquisition plane ("axial", "sagittal", "coronal", "oblique")
+    contrast: str = ""  # the series' contrast/bolus agent, if any
+    dose: str = ""  # the series' dose (CT: its CTDIvol, "12.3 mGy")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class SheetContent:
     study: dict[str, str]
     series: list[SeriesRow]
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The study's dose, label to value ("Total DLP": "456 mGy·cm", "Source": "dose report"),
+    # and its contrast ("Agent", "Route", "Volume"); empty when there is none.
+    dose: dict[str, str] = field(default_factory=dict)
+    contrast: dict[str, str] = field(default_factory=dict)
 
 
 class UnknownStudy(LookupError):
