@@ -24,11 +24,11 @@ RUN /opt/store-server/bin/pip install --no-deps . \
     && /opt/store-server/bin/store-server --version
 
 FROM ${PYTHON_IMAGE}
-# Fonts for the scan sheet's contact sheet (Latin, Greek, Cyrillic; CJK names); tini reaps
-# the thumbnail worker processes and forwards SIGTERM.
+# Fonts for the scan sheet (Latin, Greek, Cyrillic; CJK names); Pango, with which WeasyPrint
+# lays out its PDF; tini reaps the thumbnail worker processes and forwards SIGTERM.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        fonts-dejavu-core fonts-droid-fallback tini \
+        fonts-dejavu-core fonts-droid-fallback libpango-1.0-0 libpangoft2-1.0-0 tini \
     && rm -rf /var/lib/apt/lists/*
 # A fixed uid/gid, so that files on a bind-mounted accounts tree have a known owner.
 RUN groupadd --system --gid 10001 store-server \

@@ -4,6 +4,7 @@ What the composition (``services.app``, ``services.cli``, ``services.settings``)
 """
 
 from services.scansheet.content import UnknownStudy
+from services.scansheet.render_pdf import pdf_unavailable
 from services.scansheet.service import ScanSheets, write_sheet_now
 from services.scansheet.settings import Paper, ScanSheetSettings
 from services.scansheet.sheet import SheetError, WrittenSheet
@@ -15,5 +16,6 @@ __all__ = [
     "SheetError",
     "UnknownStudy",
     "WrittenSheet",
+    "pdf_unavailable",
     "write_sheet_now",
 ]

@@ -1,75 +1,54 @@
-"""The scan sheet as one self-contained HTML page: inline CSS, thumbnails embedded as data URIs.
+"""The scan sheet as one self-contained HTML page, made from a Jinja2 template (autoescaping
+on): ours (``templates/scansheet.html.j2``), or a site's (``scansheet.template``), which may
+extend ours and replace its blocks, with the site's logo and name (``scansheet.logo``,
+``scansheet.site_name``).
 
-Sized for print on the site's paper (``scansheet.paper``, A4 or Letter): a typical study fits
-one page of either. A study with more series runs onto further pages, so every printed page
-carries the patient's name, patient ID, study date and "page x of y" in its top margin (CSS
+Sized for print on the site's paper (``scansheet.paper``, A4 or Letter): a typical study (up to
+twelve series) fits one page of either, its series in a grid of cards with thumbnails over
+40 mm wide. A study with more series runs onto further pages, so every printed page carries
+the patient's name, patient ID, study date and "page x of y" in its top margin (CSS
 paged-media margin boxes): a page that falls out of the pile can still be matched to its
 patient. On screen the margins do not exist and the header block at the top says the same.
 Every value comes from a modality and is escaped, for HTML in the body and for CSS in the
-margin boxes; nothing in the page is fetched from anywhere.
+margin boxes; nothing in the page is fetched from anywhere (thumbnails and the logo are data
+URIs).
 """
 
 from __future__ import annotations
 
 import base64
 import string
-from html import escape
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
 
-from services.scansheet.content import SheetContent
-from services.scansheet.settings import Paper
+import jinja2
+from markupsafe import Markup
+
+from services.scansheet.content import SeriesRow, SheetContent
+from services.scansheet.settings import Paper, ScanSheetSettings
 from services.scansheet.thumbnails import Thumbnail
 from shared.dicom.parameters import parameters_line
+from shared.log import get_logger
 
+log = get_logger(__name__)
+
+DEFAULT_TEMPLATE = "scansheet.html.j2"
+TEMPLATES = Path(__file__).with_name("templates")
 PAPER_SIZES: dict[Paper, str] = {"A4": "A4", "Letter": "letter"}
+LOGO_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+}
+MAX_LOGO_BYTES = 2 * 2**20
 
 # Letters, digits and the space cannot end a CSS string, a rule or the style element; every
 # other character of a value is written as a hex escape.
 _CSS_PLAIN = frozenset(string.ascii_letters + string.digits + " ")
-
-# The top margin holds one line of identification on every printed page, 14 mm deep so that
-# the line stays clear of the edge a printer cannot reach.
-PAGE_STYLE = """
-@page {{
-  size: {size};
-  margin: 14mm 10mm 10mm 10mm;
-  @top-left {{
-    content: {identity};
-    font: 8pt "DejaVu Sans", Arial, Helvetica, sans-serif; color: #111;
-  }}
-  @top-right {{
-    content: "page " counter(page) " of " counter(pages);
-    font: 8pt "DejaVu Sans", Arial, Helvetica, sans-serif; color: #111; white-space: nowrap;
-  }}
-}}
-"""
-
-STYLE = """
-* { box-sizing: border-box; }
-body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; font-size: 9pt; color: #111;
-       margin: 0 auto; max-width: 190mm; padding: 4mm; background: #fff; }
-h1 { font-size: 15pt; margin: 0 0 1mm 0; }
-.sub { color: #444; margin-bottom: 3mm; }
-.facts { display: flex; gap: 4mm; margin-bottom: 3mm; }
-.facts section { flex: 1; border: 0.3mm solid #999; border-radius: 1mm; padding: 2mm; }
-.facts h2 { font-size: 10pt; margin: 0 0 1mm 0; }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.4mm 3mm; margin: 0; }
-dt { color: #555; } dd { margin: 0; overflow-wrap: anywhere; }
-table { width: 100%; border-collapse: collapse; }
-th { text-align: left; background: #e6e6e6; font-size: 8.5pt; }
-th, td { border-bottom: 0.3mm solid #bbb; padding: 1mm 1.5mm; vertical-align: middle; }
-tr { break-inside: avoid; page-break-inside: avoid; }
-td.num { text-align: right; white-space: nowrap; }
-td.series { min-width: 28mm; }
-td.params { font-size: 8pt; overflow-wrap: anywhere; }
-td.pic { width: 30mm; text-align: center; }
-td.pic img { width: 26mm; height: 26mm; object-fit: contain; background: #000; display: block; }
-.placeholder { width: 26mm; height: 26mm; border: 0.3mm dashed #888; color: #555;
-               font-size: 6.5pt; display: flex; align-items: center; justify-content: center;
-               text-align: center; overflow: hidden; padding: 1mm; }
-/* On paper the page margin already frames the content: its height goes to series rows. */
-@media print { body { padding-top: 0; padding-bottom: 0; } }
-footer { margin-top: 3mm; color: #666; font-size: 7pt; overflow-wrap: anywhere; }
-"""
 
 PATIENT_LABELS = {
     "name": "Name",
@@ -84,31 +63,18 @@ STUDY_LABELS = {
     "time": "Time",
     "description": "Description",
     "accession": "Accession",
+    "modality": "Modality",
+    "series": "Series",
+    "instances": "Instances",
+}
+CARE_LABELS = {
     "requesting_physician": "Requesting",
     "referring_physician": "Referring",
     "performing_physician": "Performing",
     "institution": "Institution",
     "station": "Station",
-    "modality": "Modality",
     "account": "Account",
-    "instances": "Instances",
-    "series": "Series",
 }
-
-
-def _facts(values: dict[str, str], labels: dict[str, str]) -> str:
-    rows = "".join(
-        f"<dt>{escape(label)}</dt><dd>{escape(values.get(key, '')) or '&ndash;'}</dd>"
-        for key, label in labels.items()
-    )
-    return f"<dl>{rows}</dl>"
-
-
-def _picture(thumbnail: Thumbnail, description: str) -> str:
-    if thumbnail.png is None:
-        return f'<div class="placeholder">no picture: {escape(thumbnail.note)}</div>'
-    data = base64.b64encode(thumbnail.png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{escape(description)}">'
 
 
 def _css_string(text: str) -> str:
@@ -133,52 +99,147 @@ def _identity(content: SheetContent) -> str:
     return f"{name} · Patient ID {patient_id} · Study date {study_date}"
 
 
-def render_html(content: SheetContent, thumbnails: list[Thumbnail], paper: Paper) -> bytes:
-    """The page, UTF-8 encoded; ``thumbnails`` are in the order of ``content.series``."""
-    rows = []
-    for row, thumbnail in zip(content.series, thumbnails, strict=True):
-        parameters = parameters_line(row.parameters)
-        rows.append(
-            "<tr>"
-            f'<td class="num">{escape(row.number)}</td>'
-            f'<td class="series">{escape(row.description)}</td>'
-            f"<td>{escape(row.modality)}</td>"
-            f'<td class="num">{row.images}</td>'
-            f'<td class="params">{escape(parameters)}</td>'
-            f'<td class="pic">{_picture(thumbnail, row.description)}</td>'
-            "</tr>"
+class TemplateError(ValueError):
+    """A site's template that cannot be used; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class SheetLook:
+    """How a site's sheets look: the paper, the template, the logo and the site's name."""
+
+    paper: Paper = "A4"
+    template: Path | None = None
+    logo: Path | None = None
+    site_name: str | None = None
+
+    @classmethod
+    def of(cls, settings: ScanSheetSettings) -> SheetLook:
+        return cls(settings.paper, settings.template, settings.logo, settings.site_name)
+
+    @cached_property
+    def environment(self) -> jinja2.Environment:
+        folders = [str(self.template.parent)] if self.template else []
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader([*folders, str(TEMPLATES)]),
+            autoescape=True,
+            undefined=jinja2.ChainableUndefined,
         )
-    patient = content.patient
-    study = content.study
+
+    def check(self) -> None:
+        """Raise :class:`TemplateError` when the template or the logo cannot be used (at
+        start-up, so that a site learns of it then)."""
+        self.logo_uri()
+        if self.template is not None:
+            # Rendered once for a study of nothing: a missing parent shows only then.
+            sample = SheetContent("", "", None, {}, {}, [])
+            try:
+                template = self.environment.get_template(self.template.name)
+                template.render(template_values(sample, [], self))
+            except Exception as error:  # a site's template: any failure is the site's
+                reason = f"{type(error).__name__}: {error}"
+                raise TemplateError(f"scansheet.template: {self.template}: {reason}") from None
+
+    def logo_uri(self) -> str | None:
+        if self.logo is None:
+            return None
+        kind = LOGO_TYPES.get(self.logo.suffix.lower())
+        if kind is None:
+            raise TemplateError(
+                f"scansheet.logo: {self.logo}: not one of {', '.join(sorted(LOGO_TYPES))}"
+            )
+        try:
+            data = self.logo.read_bytes()
+        except OSError as error:
+            raise TemplateError(f"scansheet.logo: {self.logo}: {error.strerror}") from None
+        if len(data) > MAX_LOGO_BYTES:
+            raise TemplateError(f"scansheet.logo: {self.logo}: larger than 2 MiB")
+        return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _data_uri(thumbnail: Thumbnail) -> str | None:
+    if thumbnail.png is None:
+        return None
+    return "data:image/png;base64," + base64.b64encode(thumbnail.png).decode("ascii")
+
+
+def _series(row: SeriesRow, thumbnail: Thumbnail) -> dict[str, Any]:
+    images = f"{row.images} image{'s' if row.images != 1 else ''}"
+    return {
+        "number": row.number,
+        "description": row.description,
+        "summary": " · ".join(part for part in (row.modality, images, row.plane) if part),
+        "protocol": row.protocol,
+        "parameters": parameters_line(row.parameters),
+        "dose": row.dose,
+        "contrast": row.contrast,
+        "picture": _data_uri(thumbnail),
+        "note": thumbnail.note,
+    }
+
+
+def _rows(values: dict[str, str], labels: dict[str, str]) -> list[tuple[str, str]]:
+    return [(label, values.get(key, "")) for key, label in labels.items()]
+
+
+def _boxes(content: SheetContent) -> list[dict[str, Any]]:
+    study = _rows(content.study, STUDY_LABELS)
+    study += [(f"Dose ({k.lower()})" if k == "Source" else k, v) for k, v in content.dose.items()]
+    study += [
+        ("Contrast" if k == "Agent" else f"Contrast {k.lower()}", v)
+        for k, v in content.contrast.items()
+    ]
+    return [
+        {"title": "Patient", "rows": _rows(content.patient, PATIENT_LABELS)},
+        {"title": "Study", "rows": study},
+        {"title": "Physicians and place", "rows": _rows(content.study, CARE_LABELS)},
+    ]
+
+
+def template_values(
+    content: SheetContent, thumbnails: list[Thumbnail], look: SheetLook
+) -> dict[str, Any]:
+    """What a template is given (a site's template may use any of it)."""
+    patient, study = content.patient, content.study
     title = f"Scan sheet: {patient.get('name') or patient.get('id') or 'unnamed patient'}"
     when = f"{study.get('date', '')} {study.get('time', '')}".strip()
     subtitle = " · ".join(
         part for part in (study.get("description", ""), when, study.get("modality", "")) if part
     )
-    generated = content.generated_at.strftime("%Y-%m-%d %H:%M UTC")
-    page_style = PAGE_STYLE.format(
-        size=PAPER_SIZES[paper], identity=_css_string(_identity(content))
-    )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title><style>{page_style}{STYLE}</style></head>
-<body>
-<h1>{escape(title)}</h1>
-<div class="sub">{escape(subtitle)}</div>
-<div class="facts">
-<section><h2>Patient</h2>{_facts(patient, PATIENT_LABELS)}</section>
-<section><h2>Study</h2>{_facts(study, STUDY_LABELS)}</section>
-</div>
-<table>
-<thead><tr><th>#</th><th>Series</th><th>Mod.</th><th>Images</th><th>Parameters</th>
-<th>Middle image</th></tr></thead>
-<tbody>
-{"".join(rows)}
-</tbody>
-</table>
-<footer>Study Instance UID {escape(content.study_instance_uid)} &middot; folder
-{escape(content.study_folder)} &middot; written {escape(generated)}</footer>
-</body></html>
-"""
-    return page.encode("utf-8")
+    return {
+        "title": title,
+        "subtitle": subtitle,
+        "page_size": PAPER_SIZES[look.paper],
+        "identity_css": Markup(_css_string(_identity(content))),
+        "identity": _identity(content),
+        "logo": look.logo_uri(),
+        "site_name": look.site_name or "",
+        "patient": patient,
+        "study": study,
+        "boxes": _boxes(content),
+        "dose": content.dose,
+        "contrast": content.contrast,
+        "series": [_series(r, t) for r, t in zip(content.series, thumbnails, strict=True)],
+        "study_instance_uid": content.study_instance_uid,
+        "study_folder": content.study_folder,
+        "generated": content.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def render_html(
+    content: SheetContent, thumbnails: list[Thumbnail], look: SheetLook | None = None
+) -> bytes:
+    """The page, UTF-8 encoded; ``thumbnails`` are in the order of ``content.series``. A site
+    template that fails on this study is logged, and ours is used for it."""
+    look = look or SheetLook()
+    values = template_values(content, thumbnails, look)
+    if look.template is not None:
+        try:
+            page = look.environment.get_template(look.template.name).render(values)
+            return page.encode("utf-8")
+        except Exception as error:  # a site's template: any failure is the site's
+            log.error(
+                "scansheet.template_failed",
+                template=str(look.template),
+                error=f"{type(error).__name__}: {error}",
+            )
+    return look.environment.get_template(DEFAULT_TEMPLATE).render(values).encode("utf-8")

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scansheet.completion import sheet_is_current, study_ready
 from services.scansheet.content import UnknownStudy
 from services.scansheet.monitor import StudyMonitor
+from services.scansheet.render_html import SheetLook, TemplateError
+from services.scansheet.render_pdf import pdf_unavailable
 from services.scansheet.settings import ScanSheetSettings
 from services.scansheet.sheet import SheetError, SheetWriter, WrittenSheet
 from services.scansheet.steps import record_step
@@ -26,6 +28,7 @@ from shared.bus import Bus, Delivery, Reject, Retry, Routes, Subscription
 from shared.consumers import riding_out_outages
 from shared.log import get_logger
 from shared.messages import MppsUpdated, StudyComplete
+from shared.process import StartError
 from shared.settings import DataPaths
 
 log = get_logger(__name__)
@@ -82,6 +85,12 @@ class ScanSheets:
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
+        try:
+            SheetLook.of(self._settings).check()  # a site's template or logo: told at start
+        except TemplateError as error:
+            raise StartError(str(error)) from None
+        if self._settings.pdf and (why := pdf_unavailable()) is not None:
+            log.warning("scansheet.pdf_unavailable", reason=why)
         await self.monitor.start()
         routes = Routes(ROLE).on(StudyComplete, self._on_complete).on(MppsUpdated, self._on_step)
         self._subscription = await self._bus.consume(ROLE, routes, prefetch=self._settings.prefetch)

@@ -1,6 +1,7 @@
-"""Write a study's scan sheet: ``scansheet.html``, ``scansheet.png`` and ``scansheet.json``.
+"""Write a study's scan sheet: ``scansheet.html``, ``scansheet.pdf`` (unless
+``scansheet.pdf`` is false), ``scansheet.png`` and ``scansheet.json``.
 
-The three files are written atomically into the study folder, with the router's file mode and
+The files are written atomically into the study folder, with the router's file mode and
 the study folder's owner (the router gave it the account's owner), then the index records the
 ``last_received_at`` the sheet was made from, so the monitor knows when it is stale again.
 """
@@ -19,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scansheet.completion import mark_sheet_written
 from services.scansheet.content import SheetContent, read_content
-from services.scansheet.render_html import render_html
+from services.scansheet.render_html import SheetLook, render_html
+from services.scansheet.render_pdf import pdf_unavailable, render_pdf
 from services.scansheet.render_png import render_png
 from services.scansheet.settings import ScanSheetSettings
 from services.scansheet.thumbnails import Thumbnail, ThumbnailPool
@@ -29,7 +31,7 @@ from shared.log import get_logger
 
 log = get_logger(__name__)
 
-SHEET_NAMES = ("scansheet.html", "scansheet.png", "scansheet.json")
+SHEET_NAMES = ("scansheet.html", "scansheet.pdf", "scansheet.png", "scansheet.json")
 
 
 class SheetError(Exception):
@@ -42,9 +44,11 @@ class WrittenSheet:
     content: SheetContent
     thumbnails: list[Thumbnail]
 
+    written: tuple[str, ...] = SHEET_NAMES
+
     @property
     def paths(self) -> list[Path]:
-        return [self.folder / name for name in SHEET_NAMES]
+        return [self.folder / name for name in self.written]
 
 
 def sheet_json(content: SheetContent, thumbnails: list[Thumbnail]) -> dict[str, Any]:
@@ -59,6 +63,8 @@ def sheet_json(content: SheetContent, thumbnails: list[Thumbnail]) -> dict[str, 
         ),
         "patient": content.patient,
         "study": content.study,
+        "dose": content.dose,
+        "contrast": content.contrast,
         "series": [
             {
                 "series_instance_uid": row.series_instance_uid,
@@ -67,6 +73,10 @@ def sheet_json(content: SheetContent, thumbnails: list[Thumbnail]) -> dict[str, 
                 "modality": row.modality,
                 "images": row.images,
                 "parameters": row.parameters,
+                "protocol": row.protocol,
+                "plane": row.plane,
+                "contrast": row.contrast,
+                "dose": row.dose,
                 "thumbnail": {"pictured": thumbnail.png is not None, "note": thumbnail.note},
             }
             for row, thumbnail in zip(content.series, thumbnails, strict=True)
@@ -90,6 +100,7 @@ class SheetWriter:
         self._engine = engine
         self._pool = pool
         self._file_mode = file_mode  # the router's: the sheet lies beside the filed images
+        self._look = SheetLook.of(settings)
 
     async def write(self, study_uid: str) -> WrittenSheet:
         async with self._engine.connect() as connection:
@@ -98,8 +109,11 @@ class SheetWriter:
         if not folder.is_dir():
             raise SheetError(f"study folder {folder} does not exist")
         thumbnails = await self._pool.make_all([row.source for row in content.series])
-        files = {
-            "scansheet.html": render_html(content, thumbnails, self._settings.paper),
+        page = render_html(content, thumbnails, self._look)
+        files = {"scansheet.html": page}
+        if self._settings.pdf and pdf_unavailable() is None:
+            files["scansheet.pdf"] = await asyncio.to_thread(render_pdf, page)
+        files |= {
             "scansheet.png": render_png(content, thumbnails, self._settings.thumbnail_size),
             "scansheet.json": json.dumps(
                 sheet_json(content, thumbnails), indent=2, ensure_ascii=False
@@ -129,7 +143,7 @@ class SheetWriter:
             series=len(content.series),
             pictured=sum(thumbnail.png is not None for thumbnail in thumbnails),
         )
-        return WrittenSheet(folder, content, thumbnails)
+        return WrittenSheet(folder, content, thumbnails, tuple(files))
 
     def _write_files(self, folder: Path, files: dict[str, bytes]) -> None:
         owner = folder.stat()

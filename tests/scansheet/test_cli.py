@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from tests.scansheet.conftest import (
     sheet_json_path,
     wait_for_sheet,
 )
+from tests.scansheet.printing import pdf_page_size
 from tests.support.cli import store_server
 from tests.support.process import wait_until
 from tests.support.server import ServerUnderTest, server_settings
@@ -46,12 +49,32 @@ def test_sheet_writes_a_study_sheet_on_demand(tmp_path: Path) -> None:
     printed = [Path(line) for line in done.stdout.splitlines()]
     assert [path.name for path in printed] == [
         "scansheet.html",
+        "scansheet.pdf",
         "scansheet.png",
         "scansheet.json",
     ]
     assert all(path.is_file() for path in printed)
-    sheet = json.loads(printed[2].read_text(encoding="utf-8"))
+    sheet = json.loads(printed[3].read_text(encoding="utf-8"))
     assert (sheet["study"]["instances"], len(sheet["series"])) == ("4", 2)
+    assert pdf_page_size(printed[1]) == pytest.approx((595.3, 841.9), abs=0.5)  # A4
+
+    # --pdf --open: the PDF, on the paper asked for, handed to the desktop's viewer.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    opened = tmp_path / "opened"
+    viewer = bin_dir / "xdg-open"
+    viewer.write_text(f'#!/bin/sh\necho "$@" > {opened}\n')
+    viewer.chmod(0o755)
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    args = ["sheet", study_uid, "--pdf", "--open", "--paper", "Letter", "--data-dir", str(data)]
+    shown = store_server(*args, env=environment)
+    assert shown.returncode == 0, shown.stderr
+    [pdf] = [Path(line) for line in shown.stdout.splitlines()]
+    assert pdf.name == "scansheet.pdf" and opened.read_text().strip() == str(pdf)
+    assert pdf_page_size(pdf) == pytest.approx((612, 792), abs=0.5)  # Letter
+    no_viewer = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    alone = store_server("sheet", study_uid, "--open", "--data-dir", str(data), env=no_viewer)
+    assert alone.returncode == 1 and "no xdg-open on this machine" in alone.stderr
 
     unknown = store_server("sheet", "1.2.3.999", "--data-dir", str(data))
     assert unknown.returncode == 1
