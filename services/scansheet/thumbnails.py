@@ -1,7 +1,8 @@
 """Series thumbnails, made in worker processes so that one hostile file cannot hurt the service.
 
 Each thumbnail is the toolkit's (:func:`shared.dicom.convert.dcm_to_thumbnail`: middle frame,
-the file's own window, a bound on pixels per frame), made in a process pool with a time limit
+the series' own window (:mod:`shared.dicom.window`: its VOI LUT, else the file's window that
+suits its kernel, else one suited to its kernel or modality), a bound on pixels per frame), made in a process pool with a time limit
 per image and a cap on each worker's address space. A file that cannot be pictured gives a
 placeholder with the reason; one that takes too long has its worker killed; a pool whose
 worker died (a crash in a decoder) is replaced.

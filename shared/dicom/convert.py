@@ -1,7 +1,9 @@
 """DICOM images to JPEG or PNG pictures and thumbnails.
 
 The picture's format follows the extension of the name it is written to (.jpg, .jpeg or
-.png). A PNG of a monochrome image with more than 8 bits stored keeps 16 bits.
+.png). A PNG of a monochrome image with more than 8 bits stored keeps 16 bits. A picture shows
+the file's own VOI (its VOI LUT, else its first window) unless given a window; a thumbnail
+stands for its series, and gets the window that suits the series (:mod:`shared.dicom.window`).
 
 Only the frame asked for is read and decoded, and an image larger than ``max_pixels`` per frame
 is refused before any decoding (as the data set says, and as the compressed frame's own header
@@ -38,6 +40,7 @@ from shared.dicom.files import DicomFileError, read_dataset, read_deferred, repl
 from shared.dicom.inflate import DEFLATED, InflateLimitError, inflate_to_file
 from shared.dicom.pixels import Picture, PixelError, Window, to_picture
 from shared.dicom.preamble import file_layout
+from shared.dicom.window import thumbnail_view
 from shared.files import file_error_reason
 
 DEFAULT_MAX_PIXELS = 50_000_000  # per frame; a large mammogram is about 30 million
@@ -126,14 +129,15 @@ def dcm_to_thumbnail(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Path:
     """Write an 8-bit thumbnail of the middle frame fitting in ``size`` x ``size``, aspect
-    kept, in the format ``dst``'s extension names (see :func:`picture_format`)."""
+    kept, in the format ``dst``'s extension names (see :func:`picture_format`), in the window
+    that suits its series (:func:`shared.dicom.window.thumbnail_view`)."""
     if size < 1:
         raise ConversionError(src, f"thumbnail size must be positive, got {size}")
     target = Path(dst)
     image_format = _format_of(target)
     with _opened_image(src, max_pixels) as image:
         middle = frame_count(image.dataset) // 2 + 1
-        picture = Image.fromarray(_picture(src, image, middle, None, deep=False))
+        picture = Image.fromarray(_picture(src, image, middle, None, deep=False, suited=True))
     picture.thumbnail((size, size), Image.Resampling.LANCZOS)
     _save_image(picture, target, image_format, quality)
     return target
@@ -303,8 +307,15 @@ def _format_of(target: Path) -> str:
 
 
 def _picture(
-    src: Path | str, image: _Image, number: int, window: Window | None, deep: bool
+    src: Path | str,
+    image: _Image,
+    number: int,
+    window: Window | None,
+    deep: bool,
+    *,
+    suited: bool = False,
 ) -> Picture:
+    """Frame ``number`` as a picture; ``suited``: in the window that suits the series."""
     dataset = image.dataset
     syntax = UID(dataset.file_meta.TransferSyntaxUID)
     source = image.frames_from or dataset  # from the file, only this frame is read
@@ -323,6 +334,8 @@ def _picture(
             src, f"cannot decode the {syntax.name} pixel data: {_decoder_reason(error)}"
         ) from None
     try:
+        if suited:
+            frame, window = thumbnail_view(frame, dataset, number)
         return to_picture(frame, dataset, window, deep=deep)
     except (PixelError, ValueError, KeyError, AttributeError, IndexError) as error:
         raise ConversionError(src, f"cannot display the pixel values: {error}") from None
