@@ -2,10 +2,10 @@
 
 Each thumbnail is the toolkit's (:func:`shared.dicom.convert.dcm_to_thumbnail`: middle frame,
 the series' own window (:mod:`shared.dicom.window`: its VOI LUT, else the file's window that
-suits its kernel, else one suited to its kernel or modality), a bound on pixels per frame), made in a process pool with a time limit
-per image and a cap on each worker's address space. A file that cannot be pictured gives a
-placeholder with the reason; one that takes too long has its worker killed; a pool whose
-worker died (a crash in a decoder) is replaced.
+suits its kernel, else one suited to its kernel or modality), a bound on pixels per frame),
+made in a process pool with a time limit per image and a cap on each worker's address space.
+A file that cannot be pictured gives a placeholder with the reason; one that takes too long
+has its worker killed; a pool whose worker died (a crash in a decoder) is replaced.
 The pool uses the spawn start method: the service runs threads, and forking a threaded
 process can copy a held lock into the child; forkserver would need a Unix socket in the
 temporary directory, which the receiver points at the spool, where paths can be too long.
