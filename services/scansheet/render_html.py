@@ -183,15 +183,12 @@ def _rows(values: dict[str, str], labels: dict[str, str]) -> list[tuple[str, str
 
 def _boxes(content: SheetContent) -> list[dict[str, Any]]:
     study = _rows(content.study, STUDY_LABELS)
-    study += [(f"Dose ({k.lower()})" if k == "Source" else k, v) for k, v in content.dose.items()]
-    study += [
-        ("Contrast" if k == "Agent" else f"Contrast {k.lower()}", v)
-        for k, v in content.contrast.items()
-    ]
+    study += [("Dose from" if k == "Source" else k, v) for k, v in content.dose.items()]
+    study += [("Contrast" if k == "Agent" else k, v) for k, v in content.contrast.items()]
     return [
-        {"title": "Patient", "rows": _rows(content.patient, PATIENT_LABELS)},
-        {"title": "Study", "rows": study},
-        {"title": "Physicians and place", "rows": _rows(content.study, CARE_LABELS)},
+        {"key": "patient", "title": "Patient", "rows": _rows(content.patient, PATIENT_LABELS)},
+        {"key": "study", "title": "Study", "rows": study},
+        {"key": "care", "title": "Physicians and place", "rows": _rows(content.study, CARE_LABELS)},
     ]
 
 
