@@ -2,10 +2,12 @@
 
 MR: TR, TE, TI, flip angle, slice thickness, spacing between slices, pixel spacing, matrix,
 field of view, sequence, field strength. CT: kVp, mAs, slice thickness, pixel spacing,
-kernel. Anything else: slice thickness, pixel spacing and matrix. The scan sheet and
-``store-server study`` both show these, so they say the same. Values come from the index's
-series row, and what the row lacks from a header of the series (its middle instance's). A
-value that is absent or unreadable is left out rather than shown as a guess.
+kernel. PET, NM, US, CR, DX and MG: those of :mod:`shared.dicom.parameters_modalities`
+(radiopharmaceutical and activity, energy window, transducer, exposure, view...). Anything
+else: slice thickness, pixel spacing and matrix. The scan sheet and ``store-server study``
+both show these, so they say the same. Values come from the index's series row, and what the
+row lacks from a header of the series (its middle instance's). A value that is absent or
+unreadable is left out rather than shown as a guess.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from shared.dicom.parameters_modalities import mas, modality_parameters
 from shared.dicom.values import header_numbers, header_text, number
 
 
@@ -55,19 +58,6 @@ def _field_of_view(row: Mapping[str, Any], header: Dataset) -> str:
     return f"{number(diameter[0])} mm" if diameter else ""
 
 
-def _mas(header: Dataset) -> str:
-    exposure = header_numbers(header, "Exposure")
-    if exposure:
-        return number(exposure[0])
-    current, time = (
-        header_numbers(header, "XRayTubeCurrent"),
-        header_numbers(header, "ExposureTime"),
-    )
-    if current and time:
-        return number(current[0] * time[0] / 1000)
-    return ""
-
-
 def _with_unit(value: Any, unit: str, *, space: bool = True) -> str:
     text = number(value) if value is not None else ""
     return f"{text}{' ' if space else ''}{unit}" if text else ""
@@ -100,11 +90,13 @@ def series_parameters(row: Mapping[str, Any], header: Dataset) -> dict[str, str]
         kvp = header_numbers(header, "KVP")
         values = {
             "kVp": number(kvp[0]) if kvp else "",
-            "mAs": _mas(header),
+            "mAs": mas(header),
             "Thickness": thickness,
             "Pixel spacing": _pixel_spacing(row, header),
             "Kernel": header_text(header, "ConvolutionKernel"),
         }
+    elif (by_modality := modality_parameters(modality, header)) is not None:
+        return by_modality
     else:
         values = {
             "Thickness": thickness,
