@@ -103,7 +103,10 @@ def read_instance(path: Path, message: InstanceFiled) -> IndexedInstance:
         dataset = read_header(path)
     except HeaderReadError as error:
         raise HeaderError(f"{message.path}: not a readable DICOM file: {error}") from error
-    return describe(dataset, message, size, content_hash)
+    try:
+        return describe(dataset, message, size, content_hash)
+    except RecursionError:  # a header read whole, too deep to describe
+        raise HeaderError(f"{message.path}: sequences nested too deep to index") from None
 
 
 def describe(

@@ -72,6 +72,8 @@ def read_header(
     # pydicom reports truncated or malformed encodings as any of these.
     except (EOFError, ValueError, struct.error, KeyError, TypeError, OverflowError) as error:
         raise HeaderReadError(f"malformed DICOM: {type(error).__name__}: {error}") from None
+    except RecursionError:  # pydicom reads nested sequences by recursion
+        raise HeaderReadError("sequences nested too deep to read") from None
     _drop_skipped(dataset)
     return dataset
 
