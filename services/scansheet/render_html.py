@@ -64,8 +64,6 @@ STUDY_LABELS = {
     "description": "Description",
     "accession": "Accession",
     "modality": "Modality",
-    "series": "Series",
-    "instances": "Instances",
 }
 CARE_LABELS = {
     "requesting_physician": "Requesting",
@@ -169,6 +167,14 @@ def _series(row: SeriesRow, thumbnail: Thumbnail) -> dict[str, Any]:
         "description": row.description,
         "summary": " · ".join(part for part in (row.modality, images, row.plane) if part),
         "protocol": row.protocol,
+        "dose_and_contrast": " · ".join(
+            part
+            for part in (
+                f"Dose {row.dose}" if row.dose else "",
+                f"Contrast {row.contrast}" if row.contrast else "",
+            )
+            if part
+        ),
         "parameters": parameters_line(row.parameters),
         "dose": row.dose,
         "contrast": row.contrast,
@@ -183,12 +189,15 @@ def _rows(values: dict[str, str], labels: dict[str, str]) -> list[tuple[str, str
 
 def _boxes(content: SheetContent) -> list[dict[str, Any]]:
     study = _rows(content.study, STUDY_LABELS)
+    series, instances = content.study.get("series", ""), content.study.get("instances", "")
+    study.append(("Series", f"{series} ({instances} images)" if instances else series))
     study += [("Dose from" if k == "Source" else k, v) for k, v in content.dose.items()]
-    study += [("Contrast" if k == "Agent" else k, v) for k, v in content.contrast.items()]
+    care = _rows(content.study, CARE_LABELS)
+    care += [("Contrast" if k == "Agent" else k, v) for k, v in content.contrast.items()]
     return [
         {"key": "patient", "title": "Patient", "rows": _rows(content.patient, PATIENT_LABELS)},
         {"key": "study", "title": "Study", "rows": study},
-        {"key": "care", "title": "Physicians and place", "rows": _rows(content.study, CARE_LABELS)},
+        {"key": "care", "title": "Physicians, place, contrast", "rows": care},
     ]
 
 

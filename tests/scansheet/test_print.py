@@ -45,7 +45,9 @@ def thumbnail() -> Thumbnail:
     return Thumbnail(png.getvalue())
 
 
-def content(series: int) -> SheetContent:
+def content(series: int, full: str = "") -> SheetContent:
+    """A study of ``series`` MR series; ``full``: each with every line its kind of card holds:
+    "MR" a protocol and a plane, "CT" dose and contrast too, and the study's."""
     parameters = {
         "TR": "600 ms",
         "TE": "11 ms",
@@ -67,8 +69,26 @@ def content(series: int) -> SheetContent:
         study={"date": STUDY_DATE, "time": "10:15:00", "modality": "MR", "series": str(series)},
         series=[
             SeriesRow(f"1.2.3.{n}", str(n), f"T{n} axial", "MR", 24, parameters, None)
+            if not full
+            else SeriesRow(
+                f"1.2.3.{n}",
+                str(n),
+                f"T{n} axial post contrast",
+                full,
+                240,
+                parameters,
+                None,
+                "Chest abdomen pelvis",
+                "oblique",
+                "Iohexol 350 IV 80 ml" if full == "CT" else "",
+                "12.3 mGy" if full == "CT" else "",
+            )
             for n in range(1, series + 1)
         ],
+        dose={"Total DLP": "1034.5 mGy\N{MIDDLE DOT}cm", "Source": "dose report"}
+        if full == "CT"
+        else {},
+        contrast={"Agent": "Iohexol 350", "Route": "IV", "Volume": "80 ml"} if full == "CT" else {},
     )
 
 
@@ -91,6 +111,25 @@ def test_every_printed_page_names_the_patient_and_its_number(
     width, height = pdf_page_size(pdf)
     assert (round(width), round(height)) == ((595, 842) if paper == "A4" else (612, 792))
     assert pdf_fonts_embedded(pdf)
+
+
+@pytest.mark.parametrize("paper", ["A4", "Letter"])
+@pytest.mark.parametrize(("kind", "series"), [("MR", 12), ("CT", 8)])
+def test_a_typical_study_with_every_line_its_cards_hold_prints_on_one_page(
+    tmp_path: Path, paper: Paper, kind: str, series: int
+) -> None:
+    html = render_html(content(series, kind), [thumbnail()] * series, SheetLook(paper))
+    page = tmp_path / "scansheet.html"
+    page.write_bytes(html)
+    pdf = tmp_path / "ours.pdf"
+    pdf.write_bytes(render_pdf(html))
+    name = " ".join(NAME.split())
+    assert_every_page_names(printed_pages(page, tmp_path / "profile"), name, PATIENT_ID, 1)
+    [printed] = pdf_pages(pdf)
+    assert_every_page_names([printed], name, PATIENT_ID, 1)
+    assert printed.count("pelvis") == series  # every card, whole
+    if kind == "CT":
+        assert "Total DLP 1034.5 mGy·cm" in printed and "Dose 12.3 mGy" in printed
 
 
 def test_a_thirteen_series_study_on_letter_names_its_patient_on_both_pages(
