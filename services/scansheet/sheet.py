@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.scansheet.completion import mark_sheet_written
 from services.scansheet.content import SheetContent, read_content
 from services.scansheet.render_html import SheetLook, render_html
-from services.scansheet.render_pdf import pdf_unavailable, render_pdf
+from services.scansheet.render_pdf import pdf_unavailable
 from services.scansheet.render_png import render_png
 from services.scansheet.settings import ScanSheetSettings
 from services.scansheet.thumbnails import Thumbnail, ThumbnailPool
@@ -112,7 +112,9 @@ class SheetWriter:
         page = render_html(content, thumbnails, self._look)
         files = {"scansheet.html": page}
         if self._settings.pdf and pdf_unavailable() is None:
-            files["scansheet.pdf"] = await asyncio.to_thread(render_pdf, page)
+            pdf = await self._pool.pdf_of(page)
+            if pdf is not None:
+                files["scansheet.pdf"] = pdf
         files |= {
             "scansheet.png": render_png(content, thumbnails, self._settings.thumbnail_size),
             "scansheet.json": json.dumps(

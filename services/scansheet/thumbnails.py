@@ -24,12 +24,14 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.scansheet.render_pdf import render_pdf
 from shared.dicom.convert import ConversionError, dcm_to_thumbnail
 from shared.log import get_logger
 
 log = get_logger(__name__)
 
 DEFAULT_MEMORY_LIMIT = 2**30  # bytes of address space per worker
+PDF_TIMEOUT = 120.0  # seconds to lay a sheet out as PDF
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,14 @@ def picture_of(path: str, size: int, max_pixels: int) -> tuple[bytes | None, str
         except Exception as error:
             return None, f"{type(error).__name__}: {str(error)[:200]}"
         return target.read_bytes(), ""
+
+
+def pdf_or_reason(html: bytes) -> tuple[bytes | None, str]:
+    """Run in a worker: the sheet's PDF, or None and the reason (see :func:`picture_of`)."""
+    try:
+        return render_pdf(html), ""
+    except Exception as error:  # returned, not raised: it must survive pickling
+        return None, f"{type(error).__name__}: {error}"[:500]
 
 
 def _start_worker(memory_limit: int) -> None:
@@ -137,6 +147,24 @@ class ThumbnailPool:
                 log.info("thumbnail.refused", path=str(source), reason=reason)
             return Thumbnail(png, reason)
         return Thumbnail(None, "the thumbnail worker died on this image")
+
+    async def pdf_of(self, html: bytes) -> bytes | None:
+        """The sheet's PDF, laid out in a worker: its seconds of layout hold no other
+        consumer of this process up (the GIL); None, with the reason logged, when it fails."""
+        async with self._slots:
+            pool = self._current()
+            future = asyncio.get_running_loop().run_in_executor(pool, pdf_or_reason, html)
+            try:
+                pdf, reason = await asyncio.wait_for(future, PDF_TIMEOUT)
+            except TimeoutError:
+                self._discard(pool)
+                pdf, reason = None, f"took longer than {PDF_TIMEOUT:g} s"
+            except BrokenProcessPool:
+                self._discard(pool)
+                pdf, reason = None, "the worker died"
+        if pdf is None:
+            log.warning("scansheet.pdf_failed", reason=reason)
+        return pdf
 
     async def make_all(self, sources: list[Path | None]) -> list[Thumbnail]:
         return list(await asyncio.gather(*(self.make(source) for source in sources)))
