@@ -46,6 +46,7 @@ def test_one_sheet_after_the_stable_age_and_a_late_instance_rewrites_it(
     assert {p.name for p in folder.iterdir()} == {
         "Dicom",
         "scansheet.html",
+        "scansheet.pdf",
         "scansheet.png",
         "scansheet.json",
     }
